@@ -1,0 +1,65 @@
+"""Timing helpers shared by the benchmarks: warm-up, device synchronisation, median of repeats."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, repeats: int = 20) -> dict:
+    """Median / min / max wall time in seconds of ``fn()`` after ``warmup`` calls, synchronising the device."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def save_results(name: str, device: torch.device, rows: list[dict], extra: dict | None = None) -> Path:
+    """Write ``benchmarks/results/<name>-<device>.json`` and return its path."""
+    dev = device_name(device)
+    slug = "".join(c if c.isalnum() else "_" for c in dev).strip("_").lower()
+    path = Path(__file__).parent / "results" / f"{name}-{slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "device": dev,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+        **(extra or {}),
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    return path

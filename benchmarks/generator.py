@@ -1,0 +1,74 @@
+"""Generator forward and forward+backward-to-ws time (random config-f weights).
+
+    python benchmarks/generator.py                      # 1024 px on CUDA, 64 px on CPU
+    python benchmarks/generator.py --resolution 1024 --batch-sizes 1 8 --repeats 20
+
+Prints ms per batch and per image and writes benchmarks/results/generator-<device>.json.
+Not a test: timings depend on the machine. The plain fp32 path is what is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import device_name, peak_memory_gib, reset_peak_memory, save_results, time_fn  # noqa: E402
+from inversion.models import Generator  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resolution", type=int, default=None, help="default: 1024 on CUDA, 64 on CPU")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--repeats", type=int, default=None, help="default: 20 on CUDA, 3 on CPU")
+    p.add_argument("--warmup", type=int, default=None)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    res = args.resolution or (1024 if on_gpu else 64)
+    repeats = args.repeats or (20 if on_gpu else 3)
+    warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    G = Generator(img_resolution=res).eval().requires_grad_(False).to(device)
+    rows = []
+    for batch in args.batch_sizes:
+        ws = G.mapping(torch.randn(batch, G.z_dim, device=device)).detach()
+
+        def fwd(ws=ws):
+            with torch.no_grad():
+                G.synthesis(ws)
+
+        def fwd_bwd(ws=ws):
+            w = ws.clone().requires_grad_(True)
+            G.synthesis(w).square().mean().backward()
+
+        for name, fn in (("forward", fwd), ("forward+backward to ws", fwd_bwd)):
+            reset_peak_memory(device)
+            t = time_fn(fn, device, warmup=warmup, repeats=repeats)
+            rows.append({
+                "what": name, "resolution": res, "batch": batch,
+                "ms_per_batch": 1e3 * t["median_s"], "ms_per_image": 1e3 * t["median_s"] / batch,
+                "peak_gib": peak_memory_gib(device), **t,
+            })
+    print(f"StyleGAN2 config-f generator, {res} px, fp32, random weights — {device_name(device)}")
+    print(f"{'what':<26}{'batch':>6}{'ms/batch':>12}{'ms/image':>12}{'peak GiB':>10}")
+    for r in rows:
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        print(f"{r['what']:<26}{r['batch']:>6}{r['ms_per_batch']:>12.1f}{r['ms_per_image']:>12.1f}{peak:>10}")
+    path = save_results("generator", device, rows)
+    print(f"wrote {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Load StyleGAN2 generators from real checkpoint files, chosen by file content (never by file name).
+
+Supported:
+
+* rosinality ``.pt`` — ``{'g_ema': state_dict, 'latent_avg': [w_dim]}`` (``stylegan2-ffhq-config-f.pt`` as
+  used by pSp / e4e / ReStyle), or a rosinality training checkpoint (``g_ema`` without ``latent_avg``:
+  ``w_avg`` is then estimated from seeded samples, with a warning). Keys are matched strictly.
+* pSp / e4e / ReStyle checkpoints — the generator under ``state_dict['decoder.*']``, ``latent_avg`` → ``w_avg``.
+* NVIDIA stylegan2-ada-pytorch ``.pkl`` — ``G_ema``, read with a restricted unpickler that executes nothing
+  (:mod:`inversion.models.ada_pickle`). StyleGAN3 pickles raise ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .stylegan2 import Generator
+
+__all__ = [
+    "CheckpointError",
+    "load_generator",
+    "generator_from_state_dict",
+    "infer_generator_kwargs",
+    "sniff_format",
+    "torch_load",
+    "demo_generator",
+]
+
+WEIGHTS_HINT = (
+    "Get the FFHQ config-f generator 'stylegan2-ffhq-config-f.pt' from the pSp / e4e / ReStyle model links "
+    "(rosinality format), or an NVIDIA stylegan2-ada-pytorch 'network-snapshot-*.pkl', and pass its local path."
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: wrong format, inconsistent contents, or a config mismatch."""
+
+
+# Legacy (pre-zip) torch.save files start with the pickled magic number 0x1950a86a20f9469cfc6c.
+_TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def sniff_format(path: str | os.PathLike) -> str:
+    """Return 'torch' (torch.save zip or legacy file) or 'pickle' (plain pickle, e.g. NVIDIA's) from the bytes."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        return "torch"
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:1] == b"\x80" and head[2:14] == _TORCH_LEGACY_MAGIC:
+        return "torch"
+    if head[:1] == b"\x80":
+        return "pickle"
+    raise CheckpointError(f"{path}: unknown file format (neither a torch.save file nor a pickle). {WEIGHTS_HINT}")
+
+
+def torch_load(path: str | os.PathLike) -> Any:
+    """``torch.load`` on CPU with ``weights_only=True`` (no code execution); clear errors on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load objects other than tensors and plain data (weights_only=True): {e}"
+        ) from e
+
+
+def _mlp_indices(state: dict[str, torch.Tensor]) -> list[int]:
+    return sorted({int(m.group(1)) for k in state if (m := re.fullmatch(r"style\.(\d+)\.weight", k))})
+
+
+def infer_generator_kwargs(state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, Any]:
+    """Derive ``Generator`` keyword arguments from rosinality-layout tensor shapes."""
+    required = ["input.input", "conv1.conv.weight", "to_rgb1.conv.weight"]
+    missing = [k for k in required if k not in state]
+    mlp = _mlp_indices(state)
+    if missing or not mlp:
+        raise CheckpointError(
+            f"{source}: not a rosinality StyleGAN2 generator state dict (missing {missing or ['style.*']})"
+        )
+    if mlp != list(range(1, len(mlp) + 1)):
+        raise CheckpointError(f"{source}: mapping layers are not contiguous: style.{mlp}")
+    num_rgbs = len({k.split(".")[1] for k in state if k.startswith("to_rgbs.")})
+    img_resolution = 2 ** (num_rgbs + 2)
+    channels = {4: int(state["input.input"].shape[1])}
+    for i in range(num_rgbs):
+        channels[2 ** (i + 3)] = int(state[f"convs.{2 * i}.conv.weight"].shape[1])
+    return dict(
+        z_dim=int(state["style.1.weight"].shape[1]),
+        w_dim=int(state[f"style.{mlp[-1]}.weight"].shape[0]),
+        img_resolution=img_resolution,
+        n_mlp=len(mlp),
+        channels=channels,
+    )
+
+
+def generator_from_state_dict(
+    state: dict[str, torch.Tensor],
+    w_avg: torch.Tensor | None,
+    source: str,
+    generator_kwargs: dict[str, Any] | None = None,
+) -> Generator:
+    """Build a ``Generator`` matching ``state`` and load it strictly (shapes checked key by key)."""
+    kwargs = generator_kwargs or infer_generator_kwargs(state, source)
+    G = Generator(**kwargs)
+    state = dict(state)
+    expected = G.state_dict()
+    if w_avg is not None:
+        state["w_avg"] = _as_w_avg(w_avg, G.w_dim, source)
+    elif "w_avg" not in state:
+        state["w_avg"] = expected["w_avg"]
+    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    if unexpected or missing:
+        raise CheckpointError(
+            f"{source}: generator keys do not match a StyleGAN2 of {kwargs['img_resolution']} px — "
+            f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+            f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}"
+        )
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
+           if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad:
+        raise CheckpointError(f"{source}: shape mismatch: " + "; ".join(bad[:8]))
+    G.load_state_dict(state, strict=True)
+    return G
+
+
+def _as_w_avg(latent_avg: torch.Tensor, w_dim: int, source: str) -> torch.Tensor:
+    """``latent_avg`` is [w_dim] (rosinality) or [num_ws, w_dim] (pSp repeats it per layer)."""
+    t = latent_avg.detach().float()
+    if t.ndim == 2:
+        t = t[0]
+    if t.ndim != 1 or t.shape[0] != w_dim:
+        raise CheckpointError(f"{source}: latent_avg has shape {tuple(latent_avg.shape)}, expected [{w_dim}]")
+    return t
+
+
+def _check_expectations(G: Generator, path: Path, img_resolution: int | None, num_ws: int | None,
+                        w_dim: int | None) -> None:
+    problems = []
+    if img_resolution is not None and G.img_resolution != img_resolution:
+        problems.append(f"resolution {G.img_resolution} in the file, {img_resolution} in the config")
+    if num_ws is not None and G.num_ws != num_ws:
+        problems.append(f"num_ws {G.num_ws} in the file, {num_ws} in the config")
+    if w_dim is not None and G.w_dim != w_dim:
+        problems.append(f"w_dim {G.w_dim} in the file, {w_dim} in the config")
+    if problems:
+        raise CheckpointError(f"{path}: generator does not match the configuration: " + "; ".join(problems))
+
+
+def _load_torch_generator(obj: Any, path: Path) -> Generator:
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}. {WEIGHTS_HINT}")
+    if "g_ema" in obj:
+        latent_avg = obj.get("latent_avg")
+        G = generator_from_state_dict(obj["g_ema"], latent_avg, str(path))
+        if latent_avg is None:
+            warnings.warn(
+                f"{path} has no 'latent_avg': estimating w_avg from 10,000 seeded samples of the mapping network",
+                stacklevel=3,
+            )
+            G.compute_w_avg(10_000, seed=0)
+        return G
+    if "state_dict" in obj and any(k.startswith("decoder.") for k in obj["state_dict"]):
+        dec = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
+        latent_avg = obj.get("latent_avg")
+        G = generator_from_state_dict(dec, latent_avg, f"{path} (decoder.*)")
+        if latent_avg is None:
+            warnings.warn(f"{path} has no 'latent_avg': estimating w_avg from seeded samples", stacklevel=3)
+            G.compute_w_avg(10_000, seed=0)
+        return G
+    raise CheckpointError(
+        f"{path}: a torch checkpoint without a generator (keys {sorted(obj)[:10]}); expected 'g_ema' "
+        f"(rosinality) or 'state_dict' with 'decoder.*' (pSp/e4e/ReStyle). {WEIGHTS_HINT}"
+    )
+
+
+def _load_ada_generator(path: Path) -> Generator:
+    from .ada_pickle import convert_ada_generator, read_ada_pickle
+
+    state, kwargs = convert_ada_generator(read_ada_pickle(path))
+    return generator_from_state_dict(state, None, f"{path} (G_ema)", generator_kwargs=kwargs)
+
+
+def load_generator(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    *,
+    img_resolution: int | None = None,  # Expected output resolution (error if the file differs).
+    num_ws: int | None = None,  # Expected number of W+ layers (error if the file differs).
+    w_dim: int | None = None,  # Expected W dimensionality (error if the file differs).
+) -> Generator:
+    """Load a frozen StyleGAN2 generator (eval mode, ``requires_grad=False``) from a local file.
+
+    The format is detected from the bytes: rosinality / pSp-family torch files or NVIDIA pickles.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"StyleGAN2 generator file not found: {path}. {WEIGHTS_HINT}")
+    fmt = sniff_format(path)
+    G = _load_torch_generator(torch_load(path), path) if fmt == "torch" else _load_ada_generator(path)
+    _check_expectations(G, path, img_resolution, num_ws, w_dim)
+    return G.eval().requires_grad_(False).to(device)
+
+
+def demo_generator(
+    *,
+    img_resolution: int = 64,  # Output resolution of the demo model.
+    z_dim: int = 64,  # Z dimensionality.
+    w_dim: int = 64,  # W dimensionality.
+    n_mlp: int = 4,  # Mapping layers.
+    channel_max: int = 32,  # Feature channels at every resolution.
+    seed: int = 0,  # Seed of the weights: same seed, same generator, on any machine.
+    output_std: float = 0.5,  # toRGB gains are calibrated so images have this std (inside [-1, 1]).
+    device: torch.device | str = "cpu",
+) -> Generator:
+    """A small StyleGAN2 built deterministically from a seed: the embedded demo needs no download.
+
+    Random StyleGAN2 weights give outputs with std 1-2; the toRGB weights are scaled once so that images
+    have ``output_std`` on average, and ``w_avg`` is the mean of 10,000 seeded mapping outputs.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = Generator(
+            z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, n_mlp=n_mlp, channel_max=channel_max
+        )
+    G.eval().requires_grad_(False)
+    G.compute_w_avg(10_000, seed=seed)
+    with torch.no_grad():
+        z = torch.randn(64, z_dim, generator=torch.Generator().manual_seed(seed + 1))
+        std = G(z).std().item()
+        for rgb in [G.to_rgb1, *G.to_rgbs]:
+            rgb.conv.weight.mul_(output_std / std)
+    return G.to(device)
