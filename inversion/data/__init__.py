@@ -1,0 +1,17 @@
+"""Datasets and fixed benchmark splits."""
+
+from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default_transform, id_candidates
+from .splits import derive_celebahq_splits, read_split, split_path, splits_dir, write_split
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageIdDataset",
+    "collate_skip_none",
+    "default_transform",
+    "derive_celebahq_splits",
+    "id_candidates",
+    "read_split",
+    "split_path",
+    "splits_dir",
+    "write_split",
+]
