@@ -309,6 +309,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
                 storage = torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises various types for malformed / malicious payloads
             raise pickle.UnpicklingError(
