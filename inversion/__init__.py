@@ -1,7 +1,19 @@
 """inversion: StyleGAN inversion encoders (pSp / e4e / ReStyle) and encoder-seeded refinement."""
 
+from .checkpoints import load_inverter, save_inverter
+from .inverter import InversionResult, Inverter
 from .models import CheckpointError, Generator, demo_generator, load_generator
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "Generator", "demo_generator", "load_generator", "__version__"]
+__all__ = [
+    "CheckpointError",
+    "Generator",
+    "InversionResult",
+    "Inverter",
+    "demo_generator",
+    "load_generator",
+    "load_inverter",
+    "save_inverter",
+    "__version__",
+]

@@ -1,0 +1,88 @@
+"""Inversion latency: ms per image for pSp, e4e and ReStyle-5 (random weights, full-size encoders).
+
+    python benchmarks/inference.py                          # 1024 px generator on CUDA, small on CPU
+    python benchmarks/inference.py --batch-sizes 1 32 --resolution 1024
+
+Times ``Inverter.invert`` (encoder + generator, plain fp32) with warm-up, device synchronisation and the
+median of repeats; writes benchmarks/results/inference-<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import device_name, peak_memory_gib, reset_peak_memory, save_results, time_fn  # noqa: E402
+from inversion import encoders as E  # noqa: E402
+from inversion.inverter import Inverter  # noqa: E402
+from inversion.models import Generator  # noqa: E402
+
+METHODS = {
+    "pSp": (E.GradualStyleEncoder, 3, 1),
+    "e4e": (E.Encoder4Editing, 3, 1),
+    "ReStyle-pSp-5": (E.BackboneEncoder, 6, 5),
+}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resolution", type=int, default=None, help="generator px; default 1024 on CUDA, 64 on CPU")
+    p.add_argument("--encoder-size", type=int, default=None, help="encoder input px; default 256 on CUDA, 64 on CPU")
+    p.add_argument("--width", type=float, default=None, help="channel scale; default 1 (full) on CUDA, 0.125 on CPU")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default: 1 32 on CUDA, 1 2 on CPU")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    res = args.resolution or (1024 if gpu else 64)
+    enc_size = args.encoder_size or (256 if gpu else 64)
+    width = args.width or (1.0 if gpu else 0.125)
+    batches = args.batch_sizes or ([1, 32] if gpu else [1, 2])
+    repeats = args.repeats or (20 if gpu else 2)
+    warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    gen_kw = {} if width == 1.0 else {"channel_max": max(8, int(512 * width))}
+    G = Generator(img_resolution=res, **gen_kw).eval().requires_grad_(False).to(device)
+    channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
+    rows = []
+    for name, (cls, nc, iters) in METHODS.items():
+        if name not in args.methods:
+            continue
+        enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)
+        inv = Inverter(encoder=enc, generator=G, num_iters=iters, residual=iters > 1, encoder_size=enc_size)
+        inv = inv.eval().requires_grad_(False).to(device)
+        for batch in batches:
+            x = torch.rand(batch, 3, enc_size, enc_size, device=device) * 2 - 1
+
+            def run(x=x, inv=inv):
+                with torch.no_grad():
+                    inv.invert(x)
+
+            reset_peak_memory(device)
+            t = time_fn(run, device, warmup=warmup, repeats=repeats)
+            rows.append({"method": name, "batch": batch, "resolution": res, "encoder_size": enc_size,
+                         "width": width, "ms_per_image": 1e3 * t["median_s"] / batch,
+                         "peak_gib": peak_memory_gib(device), **t})
+        del inv, enc
+    print(f"Inversion latency, generator {res} px, encoder {enc_size} px, width x{width}, fp32 — {device_name(device)}")
+    print(f"{'method':<16}{'batch':>6}{'ms/image':>12}{'peak GiB':>10}")
+    for r in rows:
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        print(f"{r['method']:<16}{r['batch']:>6}{r['ms_per_image']:>12.1f}{peak:>10}")
+    print(f"wrote {save_results('inference', device, rows)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

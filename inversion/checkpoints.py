@@ -1,0 +1,241 @@
+"""Build ready inverters from checkpoint files: the official pSp / e4e / ReStyle files and our own export.
+
+Official files (``psp_ffhq_encode.pt``, ``e4e_ffhq_encode.pt``, ``restyle_psp_ffhq_encode.pt``,
+``restyle_e4e_ffhq_encode.pt``) are dicts with ``state_dict`` (``encoder.*``, ``decoder.*``), ``latent_avg``
+and ``opts``. Their encoder keys equal ours, so the mapping is a prefix strip, checked key by key.
+
+Our export (:func:`save_inverter`) holds the encoder's class and keyword arguments, its weights,
+``latent_avg``, the inverter settings and a *reference* to the generator (its config), not a copy of it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .inverter import Inverter
+from .models.loading import CheckpointError, _load_torch_generator, sniff_format, torch_load
+from .models.stylegan2 import Generator
+
+__all__ = ["load_inverter", "save_inverter", "inverter_from_official", "OFFICIAL_ENCODERS", "atomic_save"]
+
+FORMAT = "inversion.inverter/v1"
+
+# official encoder_type -> (our class path, residual ReStyle encoder?)
+OFFICIAL_ENCODERS: dict[str, tuple[str, bool]] = {
+    "GradualStyleEncoder": ("inversion.encoders.GradualStyleEncoder", False),
+    "BackboneEncoderUsingLastLayerIntoW": ("inversion.encoders.WEncoder", False),
+    "Encoder4Editing": ("inversion.encoders.Encoder4Editing", False),
+    "BackboneEncoder": ("inversion.encoders.BackboneEncoder", True),
+    "ResNetBackboneEncoder": ("inversion.encoders.ResNetBackboneEncoder", True),
+    "ProgressiveBackboneEncoder": ("inversion.encoders.ProgressiveBackboneEncoder", True),
+    "ResNetProgressiveBackboneEncoder": ("inversion.encoders.ResNetProgressiveBackboneEncoder", True),
+}
+
+
+def _import(target: str) -> Any:
+    if not target.startswith("inversion."):
+        raise CheckpointError(f"refusing to build {target!r} from a checkpoint: only inversion.* classes are allowed")
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _load_encoder_state(encoder: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    expected = encoder.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
+           if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if missing or unexpected or bad:
+        raise CheckpointError(
+            f"{source}: encoder weights do not fit {type(encoder).__name__}: missing {missing[:6]}, "
+            f"unexpected {unexpected[:6]}, shape mismatches {bad[:6]}"
+        )
+    encoder.load_state_dict(state, strict=True)
+
+
+def _latent_avg(t: torch.Tensor | None, G: Generator, source: str) -> torch.Tensor | None:
+    if t is None:
+        return None
+    t = t.detach().float()
+    if t.ndim == 2 and t.shape[0] == 1:  # pSp learn_in_w stores [1, w_dim]
+        t = t[0]
+    if t.shape not in ((G.w_dim,), (G.num_ws, G.w_dim)):
+        raise CheckpointError(f"{source}: latent_avg {tuple(t.shape)} does not fit the generator "
+                              f"(num_ws={G.num_ws}, w_dim={G.w_dim})")
+    return t
+
+
+# units per stage of the IR-SE bodies (by num_layers) and of ResNet-34
+_IRSE_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
+_RESNET34_UNITS = (3, 4, 6, 3)
+
+
+def _infer_body(enc: dict[str, torch.Tensor], resnet: bool, source: str) -> dict[str, Any]:
+    """Stage widths (and IR-SE depth) from the encoder weights, so slimmed official-layout files load too."""
+    pattern = "body.{}.conv1.weight" if resnet else "body.{}.res_layer.1.weight"
+    n_units = len({k.split(".")[1] for k in enc if k.startswith("body.")})
+    if resnet:
+        units, extra = _RESNET34_UNITS, {}
+    else:
+        depth = {sum(u): n for n, u in _IRSE_UNITS.items()}.get(n_units)
+        if depth is None:
+            raise CheckpointError(f"{source}: encoder body has {n_units} units, not an IR-SE 50/100/152")
+        units, extra = _IRSE_UNITS[depth], {"num_layers": depth, "mode": "ir_se"}
+    if n_units != sum(units):
+        raise CheckpointError(f"{source}: encoder body has {n_units} units, expected {sum(units)}")
+    firsts = [sum(units[:i]) for i in range(4)]
+    try:
+        channels = [int(enc[pattern.format(i)].shape[0]) for i in firsts]
+    except KeyError as e:
+        raise CheckpointError(f"{source}: encoder weights lack {e}") from e
+    return {"channels": channels, **extra}
+
+
+def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
+    """Build an :class:`Inverter` from a loaded official pSp / e4e / ReStyle checkpoint dict."""
+    source = str(path)
+    opts = ckpt.get("opts")
+    state = ckpt.get("state_dict")
+    if not isinstance(opts, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{source}: not a pSp/e4e/ReStyle checkpoint (needs 'state_dict' and 'opts')")
+    enc_type = opts.get("encoder_type")
+    if enc_type not in OFFICIAL_ENCODERS:
+        supported = sorted(OFFICIAL_ENCODERS)
+        raise CheckpointError(f"{source}: unsupported encoder_type {enc_type!r}; supported: {supported}")
+    other = sorted({k.split(".")[0] for k in state} - {"encoder", "decoder"})
+    if other:
+        raise CheckpointError(f"{source}: unexpected state_dict prefixes {other} (expected encoder.*, decoder.*)")
+    G = _load_torch_generator(ckpt, Path(path))
+    output_size = opts.get("output_size", G.img_resolution)
+    n_styles = int(math.log2(output_size)) * 2 - 2
+    if output_size != G.img_resolution or n_styles != G.num_ws:
+        raise CheckpointError(f"{source}: opts.output_size={output_size} but the decoder makes {G.img_resolution} px")
+    target, residual = OFFICIAL_ENCODERS[enc_type]
+    in_channels = int(opts.get("input_nc", 6 if residual else 3))
+    if residual and in_channels != 6:
+        raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
+    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    kwargs: dict[str, Any] = dict(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=in_channels, input_size=256)
+    kwargs.update(_infer_body(enc_state, "ResNet" in enc_type, source))
+    encoder = _import(target)(**kwargs)
+    _load_encoder_state(encoder, enc_state, source)
+    start_avg = bool(opts.get("start_from_latent_avg", True)) or residual
+    latent_avg = _latent_avg(ckpt.get("latent_avg"), G, source)
+    inverter = Inverter(
+        encoder=encoder,
+        generator=G,
+        num_iters=int(opts.get("n_iters_per_batch", 5)) if residual else 1,
+        residual=residual,
+        start_from_latent_avg=start_avg,
+        latent_avg=latent_avg,
+        encoder_size=256,
+        resize_mode="adaptive_avg",
+    )
+    inverter.encoder_config = {"_target_": target, **kwargs}
+    return inverter
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename: a kill never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_inverter(
+    inverter: Inverter,
+    path: str | os.PathLike,
+    *,
+    encoder_config: dict[str, Any],  # {'_target_': 'inversion.encoders.X', **constructor kwargs}
+    generator_config: dict[str, Any],  # Hydra config of the generator (a reference, not its weights)
+    extra: dict[str, Any] | None = None,  # Plain metadata (training step, config) to keep alongside.
+) -> Path:
+    """Export a small inference checkpoint (atomically)."""
+    obj = {
+        "format": FORMAT,
+        "encoder": dict(encoder_config),
+        "encoder_state_dict": {k: v.detach().cpu() for k, v in inverter.encoder.state_dict().items()},
+        "latent_avg": inverter.latent_avg.detach().cpu(),
+        "inverter": dict(
+            num_iters=inverter.num_iters,
+            residual=inverter.residual,
+            start_from_latent_avg=inverter.start_from_latent_avg,
+            encoder_size=inverter.encoder_size,
+            resize_mode=inverter.resize_mode,
+        ),
+        "generator": dict(generator_config),
+        "generator_summary": dict(img_resolution=inverter.generator.img_resolution,
+                                  num_ws=inverter.generator.num_ws, w_dim=inverter.generator.w_dim),
+        "extra": extra or {},
+    }
+    return atomic_save(obj, path)
+
+
+def _inverter_from_ours(ckpt: dict, path: Path, generator_path: str | None) -> Inverter:
+    source = str(path)
+    gen_cfg = dict(ckpt["generator"])
+    if generator_path is not None:
+        gen_cfg["path"] = str(generator_path)
+    target = gen_cfg.pop("_target_", None)
+    if target is None:
+        raise CheckpointError(f"{source}: generator reference has no _target_")
+    if target.endswith("load_generator") and not gen_cfg.get("path"):
+        raise CheckpointError(f"{source}: the generator file is not recorded; pass generator_path=")
+    G = _import(target)(**gen_cfg)
+    summary = ckpt.get("generator_summary", {})
+    got = dict(img_resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim)
+    if summary and summary != got:
+        raise CheckpointError(f"{source}: the referenced generator {got} does not match the one trained with {summary}")
+    enc_cfg = dict(ckpt["encoder"])
+    encoder = _import(enc_cfg.pop("_target_"))(**enc_cfg)
+    _load_encoder_state(encoder, ckpt["encoder_state_dict"], source)
+    inverter = Inverter(encoder=encoder, generator=G.eval().requires_grad_(False),
+                        latent_avg=_latent_avg(ckpt["latent_avg"], G, source), **ckpt["inverter"])
+    inverter.encoder_config = dict(ckpt["encoder"])
+    return inverter
+
+
+def load_inverter(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    *,
+    dtype: torch.dtype | None = None,  # e.g. torch.bfloat16 on GPU; None keeps fp32.
+    generator_path: str | os.PathLike | None = None,  # Our checkpoints: where the generator file is now.
+) -> Inverter:
+    """A ready, frozen inverter (eval mode) from an official pSp/e4e/ReStyle file or one of ours."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"inverter checkpoint not found: {path}. Official pSp / e4e / ReStyle files come from those "
+            "projects' model links; ours are written by train.py (export/*.pt)."
+        )
+    if sniff_format(path) != "torch":
+        raise CheckpointError(f"{path}: not a torch checkpoint (an inverter file is written with torch.save)")
+    ckpt = torch_load(path)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
+    if ckpt.get("format") == FORMAT:
+        inverter = _inverter_from_ours(ckpt, path, None if generator_path is None else str(generator_path))
+    elif "opts" in ckpt and "state_dict" in ckpt:
+        inverter = inverter_from_official(ckpt, path)
+    else:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint (keys {sorted(ckpt)[:8]}); expected an official pSp/e4e/ReStyle file "
+            f"('state_dict', 'opts', 'latent_avg') or an inversion export ('format': {FORMAT!r})"
+        )
+    inverter.eval().requires_grad_(False)
+    return inverter.to(device=device, dtype=dtype) if dtype is not None else inverter.to(device)

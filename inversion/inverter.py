@@ -1,0 +1,180 @@
+"""The one inversion loop: images -> latents -> reconstructions.
+
+pSp / e4e / W-encoders are one pass (``ws = encoder(x) + latent_avg``); ReStyle iterates residual steps
+(``ws_t = ws_{t-1} + encoder(cat(x, y_{t-1}))``, starting from ``latent_avg`` and its image). Training,
+evaluation, refinement seeding and inference all call :meth:`Inverter.invert`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models.stylegan2 import Generator
+
+__all__ = ["InversionResult", "InversionStep", "Inverter", "resize_images", "RESIZE_MODES"]
+
+RESIZE_MODES = ("adaptive_avg", "area", "bilinear_antialias", "bilinear", "bicubic_antialias", "nearest")
+
+
+def resize_images(
+    x: torch.Tensor,  # [N, C, H, W]
+    size: int,  # Output height and width.
+    mode: str = "adaptive_avg",  # One of RESIZE_MODES; 'adaptive_avg' is pSp's face_pool.
+) -> torch.Tensor:
+    """Resize images with an explicit, named method (the "influence of interpolating" is a parameter)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    if mode == "adaptive_avg":
+        return F.adaptive_avg_pool2d(x, (size, size))
+    if mode == "area":
+        return F.interpolate(x, size=(size, size), mode="area")
+    if mode in ("bilinear_antialias", "bicubic_antialias"):
+        return F.interpolate(x, size=(size, size), mode=mode.split("_")[0], align_corners=False, antialias=True)
+    if mode == "bilinear":
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    if mode == "nearest":
+        return F.interpolate(x, size=(size, size), mode="nearest")
+    raise ValueError(f"unknown resize mode {mode!r}; choose one of {RESIZE_MODES}")
+
+
+@dataclass
+class InversionStep:
+    """One step's latents ``ws`` [N, num_ws, w_dim], images at generator resolution, and the encoder output."""
+
+    ws: torch.Tensor
+    images: torch.Tensor
+    delta: torch.Tensor
+
+
+@dataclass
+class InversionResult:
+    """Final ``ws`` / ``images`` and every step (one entry for pSp / e4e)."""
+
+    steps: list[InversionStep] = field(default_factory=list)
+
+    @property
+    def ws(self) -> torch.Tensor:
+        return self.steps[-1].ws
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.steps[-1].images
+
+
+class Inverter(nn.Module):
+    """Encoder + frozen generator, with the pSp/e4e single pass and the ReStyle iterative loop."""
+
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module,  # Maps [N, C_in, S, S] to ws (or residuals) [N, num_ws, w_dim].
+        generator: Generator,  # Frozen StyleGAN2.
+        num_iters: int = 1,  # ReStyle steps; 1 for pSp / e4e.
+        residual: bool = False,  # ReStyle: the encoder sees cat(x, y_prev) and predicts a residual.
+        start_from_latent_avg: bool = True,  # Add latent_avg to the first step's encoder output.
+        latent_avg: torch.Tensor | None = None,  # [w_dim] or [num_ws, w_dim]; default: generator.w_avg.
+        encoder_size: int = 256,  # Resolution the encoder sees.
+        resize_mode: str = "adaptive_avg",  # How generator images are resized for the encoder.
+        detach_steps: bool = True,  # ReStyle: no gradient across steps (each step gets its own loss).
+    ):
+        super().__init__()
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {resize_mode!r}; choose one of {RESIZE_MODES}")
+        if num_iters < 1:
+            raise ValueError(f"num_iters must be >= 1, got {num_iters}")
+        if num_iters > 1 and not residual:
+            raise ValueError("num_iters > 1 needs a residual (ReStyle) encoder: set residual=True")
+        self.encoder = encoder
+        self.generator = generator
+        self.num_iters = num_iters
+        self.residual = residual
+        self.start_from_latent_avg = start_from_latent_avg
+        self.encoder_size = encoder_size
+        self.resize_mode = resize_mode
+        self.detach_steps = detach_steps
+        G = generator
+        if latent_avg is None:
+            latent_avg = G.w_avg
+        latent_avg = latent_avg.detach().float()
+        if latent_avg.ndim == 1:
+            latent_avg = latent_avg.expand(G.num_ws, -1)
+        if tuple(latent_avg.shape) != (G.num_ws, G.w_dim):
+            got = tuple(latent_avg.shape)
+            raise ValueError(f"latent_avg must be [{G.w_dim}] or [{G.num_ws}, {G.w_dim}], got {got}")
+        self.register_buffer("latent_avg", latent_avg.clone())
+        self._avg_image: torch.Tensor | None = None
+
+    @property
+    def num_ws(self) -> int:
+        return self.generator.num_ws
+
+    def train(self, mode: bool = True) -> Inverter:
+        """Only the encoder trains; the generator always stays in eval mode."""
+        super().train(mode)
+        self.generator.eval()
+        return self
+
+    def avg_image(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``latent_avg``'s image at the encoder size, [1, 3, S, S] (ReStyle's first input); cached."""
+        cached = self._avg_image
+        if cached is None or cached.device != device or cached.dtype != dtype:
+            with torch.no_grad():
+                img = self.generator.synthesis(self.latent_avg[None].to(device), noise_mode="const")
+                cached = resize_images(img.float(), self.encoder_size, self.resize_mode).to(dtype)
+            self._avg_image = cached
+        return cached
+
+    def _load_from_state_dict(self, *args, **kwargs):  # a new latent_avg invalidates the cached image
+        self._avg_image = None
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def invert(
+        self,
+        x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size.
+        num_iters: int | None = None,  # Override the number of ReStyle steps.
+        noise_mode: str = "const",  # Generator noise for the reconstructions.
+        ws_init: torch.Tensor | None = None,  # ReStyle: start from these ws (their image is rendered).
+    ) -> InversionResult:
+        """Run the encoder (once, or ``num_iters`` residual steps) and the generator."""
+        n = x.shape[0]
+        assert x.ndim == 4 and x.shape[1] == 3, f"x must be [N, 3, H, W], got {tuple(x.shape)}"
+        if x.shape[-1] != self.encoder_size or x.shape[-2] != self.encoder_size:
+            raise ValueError(
+                f"images must be {self.encoder_size}x{self.encoder_size} (the encoder size), got "
+                f"{tuple(x.shape[-2:])}; resize them first with inversion.inverter.resize_images"
+            )
+        iters = self.num_iters if num_iters is None else num_iters
+        if iters > 1 and not self.residual:
+            raise ValueError("num_iters > 1 needs a residual (ReStyle) inverter")
+        G = self.generator
+        result = InversionResult()
+        if not self.residual:
+            delta = self.encoder(x)
+            ws = delta + self.latent_avg.to(delta.dtype) if self.start_from_latent_avg else delta
+            result.steps.append(InversionStep(ws=ws, images=G.synthesis(ws, noise_mode=noise_mode), delta=delta))
+            return result
+
+        if ws_init is None:
+            ws_prev = self.latent_avg[None].to(x).expand(n, -1, -1)
+            y_prev = self.avg_image(x.dtype, x.device).expand(n, -1, -1, -1)
+        else:
+            ws_prev = ws_init
+            with torch.no_grad():
+                y_prev = resize_images(G.synthesis(ws_init, noise_mode=noise_mode), self.encoder_size, self.resize_mode)
+        for _ in range(iters):
+            delta = self.encoder(torch.cat([x, y_prev.to(x.dtype)], dim=1))
+            ws = ws_prev + delta
+            images = G.synthesis(ws, noise_mode=noise_mode)
+            result.steps.append(InversionStep(ws=ws, images=images, delta=delta))
+            ws_prev = ws
+            y_prev = resize_images(images, self.encoder_size, self.resize_mode)
+            if self.detach_steps:
+                ws_prev, y_prev = ws_prev.detach(), y_prev.detach()
+        return result
+
+    def forward(self, x: torch.Tensor, num_iters: int | None = None, noise_mode: str = "const") -> InversionResult:
+        return self.invert(x, num_iters=num_iters, noise_mode=noise_mode)
