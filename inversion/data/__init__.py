@@ -1,16 +1,19 @@
 """Datasets and fixed benchmark splits."""
 
 from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default_transform, id_candidates
+from .generated import SeedDataset, render_seeds
 from .splits import derive_celebahq_splits, read_split, split_path, splits_dir, write_split
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageIdDataset",
+    "SeedDataset",
     "collate_skip_none",
     "default_transform",
     "derive_celebahq_splits",
     "id_candidates",
     "read_split",
+    "render_seeds",
     "split_path",
     "splits_dir",
     "write_split",
