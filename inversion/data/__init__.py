@@ -2,9 +2,11 @@
 
 from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default_transform, id_candidates
 from .generated import SeedDataset, render_seeds
+from .sampler import EpochSeededSampler
 from .splits import derive_celebahq_splits, read_split, split_path, splits_dir, write_split
 
 __all__ = [
+    "EpochSeededSampler",
     "IMAGE_EXTENSIONS",
     "ImageIdDataset",
     "SeedDataset",

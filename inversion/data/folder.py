@@ -94,6 +94,8 @@ class ImageIdDataset(Dataset):
         resolution: int | None = None,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         skip_bad: bool = False,
+        require_rgb: bool = False,
+        min_size: int = 0,
         max_report: int = 20,
     ) -> None:
         self.root = Path(root)
@@ -104,6 +106,8 @@ class ImageIdDataset(Dataset):
         self.resolution = resolution
         self.extensions = tuple(extensions)
         self.skip_bad = skip_bad
+        self.require_rgb = require_rgb  # a non-RGB file (grayscale, CMYK, RGBA, ...) counts as bad
+        self.min_size = min_size  # an image whose shorter side is below this counts as bad
         self.num_bad = 0
         self.bad_paths: list[str] = []
         self.paths: list[Path] = self._resolve(max_report)
@@ -169,13 +173,17 @@ class ImageIdDataset(Dataset):
     def _load(self, path: Path) -> Image.Image | None:
         try:
             with Image.open(path) as im:
+                if self.require_rgb and im.mode != "RGB":
+                    raise ValueError(f"not an RGB image (mode {im.mode})")
+                if min(im.size) < self.min_size:
+                    raise ValueError(f"too small: {im.size[0]}x{im.size[1]} < {self.min_size}")
                 return im.convert("RGB")  # convert() forces a full decode inside the try
         except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
             if not self.skip_bad:
-                raise OSError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+                raise OSError(f"cannot use image {path}: {type(e).__name__}: {e}") from e
             self.num_bad += 1
             self.bad_paths.append(str(path))
-            warnings.warn(f"skipping unreadable image {path}: {type(e).__name__}: {e}", stacklevel=3)
+            warnings.warn(f"skipping image {path}: {type(e).__name__}: {e}", stacklevel=3)
             return None
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:

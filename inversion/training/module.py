@@ -1,0 +1,175 @@
+"""LightningModule that trains an encoder through :meth:`Inverter.invert` against a frozen generator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchvision
+from torch import nn
+
+from ..inverter import InversionResult, Inverter, resize_images
+
+log = logging.getLogger(__name__)
+
+INPUT_KINDS = ("images", "ws_avg", "ws_true")
+
+
+@dataclass
+class LossTerm:
+    """A weighted loss: ``module`` is called on (reconstruction, target) images, (ws, w_avg) or (ws, true ws)."""
+
+    weight: float
+    module: nn.Module
+    inputs: str = "images"
+
+    def __post_init__(self):
+        if self.inputs not in INPUT_KINDS:
+            raise ValueError(f"loss inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
+
+
+class InversionModule(pl.LightningModule):
+    """Encoder training for pSp / e4e / ReStyle: per-step losses, logging, image grids.
+
+    Only the encoder is trained and checkpointed; the generator and loss networks are frozen, rebuilt
+    from the config, and left out of checkpoints.
+    """
+
+    def __init__(
+        self,
+        *,
+        inverter: Inverter,  # Encoder + frozen generator (inversion.build.build_inverter).
+        losses: dict[str, LossTerm],  # Named weighted terms; each ReStyle step gets every term.
+        optimizer: Callable[..., torch.optim.Optimizer],  # Partial: optimizer(params) -> Optimizer.
+        scheduler: Callable[..., Any] | None = None,  # Optional partial: scheduler(optimizer).
+        loss_size: int = 256,  # Images are compared at this size ...
+        loss_resize_mode: str = "adaptive_avg",  # ... resized this way (pSp: face_pool).
+        image_every_n_steps: int = 100,  # Write an image grid (input | each step | target) this often.
+        max_grid_images: int = 8,
+    ):
+        super().__init__()
+        self.inverter = inverter
+        self.loss_terms = nn.ModuleDict({k: t.module for k, t in losses.items()})
+        self.loss_spec = {k: (float(t.weight), t.inputs) for k, t in losses.items()}
+        for m in self.loss_terms.values():
+            m.requires_grad_(False)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_size = loss_size
+        self.loss_resize_mode = loss_resize_mode
+        self.image_every_n_steps = image_every_n_steps
+        self.max_grid_images = max_grid_images
+        self.strict_loading = False  # frozen parts are not in checkpoints
+        self.nonfinite_steps = 0
+
+    # ------------------------------------------------------------------ checkpoint content
+    def _frozen_prefixes(self) -> tuple[str, ...]:
+        return ("inverter.generator.", "loss_terms.")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        sd = checkpoint["state_dict"]
+        for k in [k for k in sd if k.startswith(self._frozen_prefixes())]:
+            del sd[k]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        sd = checkpoint["state_dict"]
+        own = self.state_dict()
+        for k, v in own.items():  # keep the frozen parts as rebuilt from the config
+            if k.startswith(self._frozen_prefixes()):
+                sd[k] = v
+
+    # ------------------------------------------------------------------ losses
+    def compute_losses(self, out: InversionResult, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss (sum over ReStyle steps of the weighted terms) and each term summed over steps."""
+        target = resize_images(batch["image"], self.loss_size, self.loss_resize_mode)
+        terms: dict[str, torch.Tensor] = {}
+        total = target.new_zeros(())
+        for step in out.steps:
+            y_hat = None
+            for name, (weight, kind) in self.loss_spec.items():
+                module = self.loss_terms[name]
+                if kind == "images":
+                    if y_hat is None:
+                        y_hat = resize_images(step.images, self.loss_size, self.loss_resize_mode)
+                    value = module(y_hat, target)
+                elif kind == "ws_avg":
+                    value = module(step.ws, self.inverter.latent_avg)
+                else:
+                    if "ws" not in batch:
+                        raise KeyError(f"loss '{name}' needs the true ws of the training images (a SeedDataset)")
+                    value = module(step.ws, batch["ws"])
+                terms[name] = terms.get(name, 0) + value.detach()
+                total = total + weight * value
+        return total, terms
+
+    def _step(self, batch: dict | None, stage: str) -> torch.Tensor | None:
+        if batch is None:  # every image of the batch was unreadable (skipped and counted by the dataset)
+            return None
+        x = batch["image"]
+        out = self.inverter.invert(x)
+        total, terms = self.compute_losses(out, batch)
+        if not torch.isfinite(total):
+            self.nonfinite_steps += 1
+            log.error("non-finite %s loss at step %d (%s); stopping. The last good checkpoint is kept.",
+                      stage, self.global_step, {k: float(v) for k, v in terms.items()})
+            if self.trainer is not None:
+                self.trainer.should_stop = True
+            return None
+        bs = x.shape[0]
+        self.log(f"{stage}/loss", total.detach(), prog_bar=True, batch_size=bs, sync_dist=stage == "val")
+        for name, value in terms.items():
+            self.log(f"{stage}/loss_{name}", value, batch_size=bs, sync_dist=stage == "val")
+        final_l2 = (out.images.detach() - resize_images(x, out.images.shape[-1], self.loss_resize_mode)).square()
+        self.log(f"{stage}/l2_final", final_l2.mean(), batch_size=bs, sync_dist=stage == "val")
+        if stage == "train" and self.image_every_n_steps and self.global_step % self.image_every_n_steps == 0:
+            self.write_grid(x, out, f"train_{self.global_step:07d}")
+        return total
+
+    def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict | None, batch_idx: int) -> None:
+        self._step(batch, "val")
+        if batch_idx == 0 and batch is not None and self.trainer is not None and not self.trainer.sanity_checking:
+            self.write_grid(batch["image"], self.inverter.invert(batch["image"]), f"val_{self.global_step:07d}")
+
+    # ------------------------------------------------------------------ images
+    @torch.no_grad()
+    def write_grid(self, x: torch.Tensor, out: InversionResult, name: str) -> Path | None:
+        """Rows of input | reconstruction after each step | (for generated data, the target is the input)."""
+        if self.trainer is None or not self.trainer.is_global_zero:
+            return None
+        n = min(self.max_grid_images, x.shape[0])
+        size = x.shape[-1]
+        cols = [x[:n]] + [resize_images(s.images[:n].float(), size, self.loss_resize_mode) for s in out.steps]
+        grid = torchvision.utils.make_grid(torch.stack(cols, 1).flatten(0, 1).clamp(-1, 1) * 0.5 + 0.5,
+                                           nrow=len(cols))
+        root = Path(self.trainer.default_root_dir) / "images"
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f"{name}.png"
+        torchvision.utils.save_image(grid, path)
+        for lg in self.loggers:
+            if hasattr(lg, "log_image"):
+                lg.log_image(key=name.split("_")[0] + "/grid", images=[grid], step=self.global_step)
+            elif hasattr(getattr(lg, "experiment", None), "add_image"):
+                lg.experiment.add_image(name.split("_")[0] + "/grid", grid, self.global_step)
+        return path
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        opt = self.optimizer_factory([p for p in self.inverter.encoder.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "step"}}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.inverter.generator.eval()
+        for m in self.loss_terms.values():
+            m.eval()
+        return self
