@@ -252,3 +252,11 @@ def test_ddp_with_two_cpu_processes_runs_and_agrees_with_one_process(tmp_path):
     # Same data per step and gradient averaging; the remaining gap is BatchNorm statistics per rank (batch 4)
     # vs. per process (batch 8): SyncBatchNorm is GPU-only. Measured cos ~0.80 on CPU with these settings.
     assert torch.nn.functional.cosine_similarity(u_ddp, u_one, dim=0) > 0.5
+
+
+def test_train_step_benchmark_runs_on_cpu_at_small_size():
+    from benchmarks import train_step as bench
+
+    rows = bench.main(["--device", "cpu", "--resolution", "32", "--width", "0.0625", "--repeats", "1", "--warmup",
+                       "0", "--methods", "pSp", "ReStyle-pSp-5"])
+    assert [r["method"] for r in rows] == ["pSp", "ReStyle-pSp-5"] and all(r["images_per_s"] > 0 for r in rows)
