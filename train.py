@@ -100,7 +100,7 @@ def run(cfg: DictConfig) -> dict:
         inverter.encoder = torch.compile(inverter.encoder)
     train_loader, val_loader = build_data(cfg.data, G, cfg.seed)
     train_set = train_loader.dataset
-    module = InversionModule(
+    module: InversionModule = instantiate(cfg.module, _partial_=True)(
         inverter=inverter,
         losses=build_losses(cfg.loss),
         optimizer=instantiate(cfg.optimizer),

@@ -46,7 +46,7 @@ class InversionStep:
     """One step's latents ``ws`` [N, num_ws, w_dim], images at generator resolution, and the encoder output."""
 
     ws: torch.Tensor
-    images: torch.Tensor
+    images: torch.Tensor | None  # None only for the last step of invert(..., render=False)
     delta: torch.Tensor
 
 
@@ -138,6 +138,7 @@ class Inverter(nn.Module):
         num_iters: int | None = None,  # Override the number of ReStyle steps.
         noise_mode: str = "const",  # Generator noise for the reconstructions.
         ws_init: torch.Tensor | None = None,  # ReStyle: start from these ws (their image is rendered).
+        render: bool = True,  # False: skip the final step's image (its .images is None), e.g. for latents only.
     ) -> InversionResult:
         """Run the encoder (once, or ``num_iters`` residual steps) and the generator."""
         n = x.shape[0]
@@ -155,7 +156,8 @@ class Inverter(nn.Module):
         if not self.residual:
             delta = self.encoder(x)
             ws = delta + self.latent_avg.to(delta.dtype) if self.start_from_latent_avg else delta
-            result.steps.append(InversionStep(ws=ws, images=G.synthesis(ws, noise_mode=noise_mode), delta=delta))
+            images = G.synthesis(ws, noise_mode=noise_mode) if render else None
+            result.steps.append(InversionStep(ws=ws, images=images, delta=delta))
             return result
 
         if ws_init is None:
@@ -165,9 +167,12 @@ class Inverter(nn.Module):
             ws_prev = ws_init
             with torch.no_grad():
                 y_prev = resize_images(G.synthesis(ws_init, noise_mode=noise_mode), self.encoder_size, self.resize_mode)
-        for _ in range(iters):
+        for t in range(iters):
             delta = self.encoder(torch.cat([x, y_prev.to(x.dtype)], dim=1))
             ws = ws_prev + delta
+            if t == iters - 1 and not render:
+                result.steps.append(InversionStep(ws=ws, images=None, delta=delta))
+                break
             images = G.synthesis(ws, noise_mode=noise_mode)
             result.steps.append(InversionStep(ws=ws, images=images, delta=delta))
             ws_prev = ws

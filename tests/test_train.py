@@ -162,7 +162,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("experiment", ["psp_ffhq", "restyle_psp_ffhq"])
+@pytest.mark.parametrize("experiment", ["psp_ffhq", "restyle_psp_ffhq", "e4e_ffhq", "restyle_e4e_ffhq"])
 def test_paper_experiments_compose_and_train_a_few_steps(tmp_path, experiment, monkeypatch):
     """The real experiment configs, with tiny files in the official layouts standing in for the weights."""
     from inversion.encoders import Backbone
@@ -260,3 +260,54 @@ def test_train_step_benchmark_runs_on_cpu_at_small_size():
     rows = bench.main(["--device", "cpu", "--resolution", "32", "--width", "0.0625", "--repeats", "1", "--warmup",
                        "0", "--methods", "pSp", "ReStyle-pSp-5"])
     assert [r["method"] for r in rows] == ["pSp", "ReStyle-pSp-5"] and all(r["images_per_s"] > 0 for r in rows)
+
+
+E4E_RUN = [*TINY_RUN, "module._target_=inversion.training.E4EModule", "encoder=e4e",
+           "encoder.net.channels=[16,16,32,32]", "+module.progressive_start=1", "+module.progressive_step_every=1",
+           "+module.d_reg_every=2", "+module.pool_size=4", "+module.delta_reg_weight=0.01"]
+
+
+def test_e4e_progressive_schedule():
+    from inversion.training import E4EModule
+
+    m = E4EModule.__new__(E4EModule)
+    m.progressive_start, m.progressive_step_every = 20000, 2000
+    m.inverter = type("I", (), {"num_ws": 18})()
+    assert [m.stage_at(s) for s in (0, 19999, 20000, 21999, 22000, 20000 + 2000 * 17, 10**7)] == [0, 0, 1, 1, 2, 18, 18]
+    m.progressive_start = None
+    assert m.stage_at(0) == 18
+
+
+def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, monkeypatch):
+    captured = {}
+    real_fit = __import__("pytorch_lightning").Trainer.fit
+
+    def fit(self, module, *a, **k):
+        out = real_fit(self, module, *a, **k)
+        captured["module"], captured["trainer"] = module, self
+        return out
+
+    monkeypatch.setattr("pytorch_lightning.Trainer.fit", fit)
+    train.run(_cfg(tmp_path / "full", *E4E_RUN))
+    full = captured["module"]
+    assert full.inverter.encoder.progressive_stage == 3  # stage at step 3 (start 1, +1 per step)
+    rows = (tmp_path / "full" / "csv" / "version_0" / "metrics.csv").read_text()
+    for key in ("train/d_loss", "train/d_r1", "train/loss_adv", "train/loss_delta_reg", "train/progressive_stage"):
+        assert key in rows
+    full_enc, full_d = _encoder_state(full), {k: v.clone() for k, v in full.discriminator.state_dict().items()}
+    full_opts = [o.state_dict() for o in captured["trainer"].optimizers]
+
+    train.run(_cfg(tmp_path / "part", *E4E_RUN, "trainer.max_steps=2"))
+    ck = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ck["e4e"]["progressive_stage"] == 2 and len(ck["optimizer_states"]) == 2
+    assert any(k.startswith("discriminator.") for k in ck["state_dict"])
+    train.run(_cfg(tmp_path / "part", *E4E_RUN, "ckpt_path=last"))
+    res = captured["module"]
+    assert res.global_step == 4 and res.inverter.encoder.progressive_stage == 3
+    for k, v in _encoder_state(res).items():
+        assert torch.allclose(v, full_enc[k], atol=1e-6), k
+    for k, v in res.discriminator.state_dict().items():
+        assert torch.allclose(v, full_d[k], atol=1e-6), k
+    for a, b in zip(full_opts, [o.state_dict() for o in captured["trainer"].optimizers]):
+        for i, s in a["state"].items():
+            assert torch.allclose(s["exp_avg"], b["state"][i]["exp_avg"], atol=1e-7)

@@ -1,6 +1,7 @@
 """Training: the LightningModule around the one inversion loop, callbacks and checkpoint I/O."""
 
 from .callbacks import AtomicCheckpointIO, ExportInverter
+from .e4e import E4EModule
 from .module import InversionModule, LossTerm
 
-__all__ = ["AtomicCheckpointIO", "ExportInverter", "InversionModule", "LossTerm"]
+__all__ = ["AtomicCheckpointIO", "E4EModule", "ExportInverter", "InversionModule", "LossTerm"]
