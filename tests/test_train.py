@@ -46,6 +46,12 @@ def test_train_py_without_arguments_runs_the_demo_and_improves(tmp_path):
     assert list((run_dir / "images").glob("train_*.png")) and list((run_dir / "images").glob("val_*.png"))
     inv = load_inverter(run_dir / "export" / "inverter.pt")  # the small export loads on its own
     assert inv.generator.img_resolution == 64
+    # evaluate.py scores the demo checkpoint on demo_val; its L2 agrees with training's own measurement
+    r = subprocess.run([sys.executable, str(REPO / "evaluate.py"), f"checkpoint={run_dir / 'export' / 'inverter.pt'}"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((tmp_path / "outputs/evaluate/demo/inverter/metrics.json").read_text())
+    assert abs(metrics["metrics"]["final"]["l2"] - summary["val_l2_end"]) < 0.2 * summary["val_l2_end"]
 
 
 def _encoder_state(module):

@@ -1,0 +1,153 @@
+"""Evaluation report: a Markdown file with the metrics table, image grids and plots (matplotlib, Agg backend).
+
+* ``grid.png`` -- one row per image: input | reconstruction at iteration 1 | ... | iteration T, stacked from
+  the per-image strips the runner saved (``cache/thumbs/<id>.png``);
+* ``plots/metrics_vs_iteration.png`` -- the mean of every metric against the ReStyle iteration;
+* ``report.md`` -- protocol, table (mean ± std per iteration), skipped metrics, latency, links to the above.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless, deterministic backend; set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ..inverter import resize_images  # noqa: E402
+from .metrics import HIGHER_IS_BETTER, METRIC_LABELS  # noqa: E402
+
+__all__ = ["make_grid", "plot_metrics", "save_strip", "to_pil", "write_report", "markdown_table"]
+
+GRID_FILE = "grid.png"
+PLOT_FILE = "plots/metrics_vs_iteration.png"
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """[3, H, W] in [-1, 1] -> 8-bit RGB PIL image."""
+    array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def save_strip(images: Sequence[torch.Tensor], path: str | os.PathLike, size: int = 128) -> Path:
+    """Save images [3, H, W] side by side, each resized to ``size`` px (area/box filter), as one PNG."""
+    tiles = [resize_images(img[None].float(), size, "area" if img.shape[-1] >= size else "bilinear")[0]
+             for img in images]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(torch.cat(tiles, dim=-1)).save(path)
+    return path
+
+
+def make_grid(strips: Sequence[str | os.PathLike], path: str | os.PathLike, pad: int = 2) -> Path | None:
+    """Stack strip PNGs vertically (white padding) into one grid image; ``None`` if there are no strips."""
+    images = [Image.open(p).convert("RGB") for p in strips]
+    if not images:
+        return None
+    width = max(im.width for im in images)
+    height = sum(im.height for im in images) + pad * (len(images) - 1)
+    grid = Image.new("RGB", (width, height), (255, 255, 255))
+    y = 0
+    for im in images:
+        grid.paste(im, (0, y))
+        y += im.height + pad
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path
+
+
+def plot_metrics(rows: Sequence[Mapping[str, Any]], names: Sequence[str], path: str | os.PathLike,
+                 title: str = "") -> Path:
+    """One panel per metric: mean (± std band) against the iteration."""
+    iters = [r["iteration"] for r in rows]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mean = [r["mean"][name] for r in rows]
+        std = [r["std"][name] for r in rows]
+        ax.plot(iters, mean, marker="o")
+        ax.fill_between(iters, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+        ax.set_title(f"{METRIC_LABELS[name]} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
+        ax.set_xlabel("iteration")
+        ax.set_xticks(iters)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], names: Sequence[str], with_std: bool = True) -> str:
+    """Markdown table: one row per iteration, ``mean ± std`` per metric."""
+    head = "| iteration | " + " | ".join(f"{METRIC_LABELS[n]} {'↑' if HIGHER_IS_BETTER[n] else '↓'}" for n in names)
+    lines = [head + " |", "|---:" * (len(names) + 1) + "|"]
+    for row in rows:
+        cells = [f"{row['mean'][n]:.4f} ± {row['std'][n]:.4f}" if with_std else f"{row['mean'][n]:.4f}"
+                 for n in names]
+        lines.append(f"| {row['iteration']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _latency_lines(timing: Mapping[str, Any]) -> list[str]:
+    lat = timing.get("latency")
+    if not lat:
+        return ["Latency not measured (`latency.enabled=false`)."]
+    return [
+        f"- {lat['ms_per_image_median']:.2f} ms/image (median over {lat['timed_batches']} batches of "
+        f"{lat['batch_size']}, after {lat['warmup_batches']} warm-up batches; device {timing['device']} "
+        f"({timing['device_name']}), {timing['dtype']}, "
+        f"{'synchronised' if lat['synchronized'] else 'CPU, no asynchronous work to synchronise'})",
+        f"- measures: {lat['what']}",
+        f"- this run: {timing['images_computed']} images computed, {timing['images_cached']} taken from the cache",
+    ]
+
+
+def write_report(out_dir: str | os.PathLike, metrics: Mapping[str, Any], timing: Mapping[str, Any],
+                 strips: Sequence[str | os.PathLike]) -> Path:
+    """Write ``report.md`` (+ ``grid.png`` and the plot) into ``out_dir``; returns the report path."""
+    out_dir = Path(out_dir)
+    rows = metrics["metrics"]["per_iteration"]
+    names = list(metrics["higher_is_better"])
+    ckpt, data, protocol = metrics["checkpoint"], metrics["data"], metrics["protocol"]
+    plot = plot_metrics(rows, names, out_dir / PLOT_FILE, title=f"{Path(ckpt['path']).name} on {data['split']}")
+    grid = make_grid(strips, out_dir / GRID_FILE)
+    lines = [
+        f"# Evaluation: `{Path(ckpt['path']).name}` on `{data['split']}`",
+        "",
+        f"- checkpoint: `{ckpt['path']}` (sha256 `{ckpt['sha256'][:16]}…`), encoder {ckpt['encoder']}, "
+        f"{ckpt['num_iters']} iteration(s), generator {ckpt['generator']['img_resolution']} px",
+        f"- data: {data['name']} ({data['kind']}), split `{data['split']}`, {data['num_images']} images"
+        + (f", root `{data['root']}`" if data.get("root") else ""),
+        f"- protocol: {protocol['resize']}; 8-bit quantised: {protocol['quantize_uint8']}; encoder input "
+        f"{protocol['input_size']} px via '{protocol['input_resize_mode']}'; ID crop {protocol['id_crop']}; "
+        f"PSNR capped at {protocol['psnr_cap_db']:g} dB; {protocol['value_ranges']}",
+        f"- refinement: {protocol['refine']}",
+        "",
+        f"## Metrics (mean ± std over {data['num_images']} images)",
+        "",
+        markdown_table(rows, names),
+        "",
+    ]
+    for name, reason in metrics["skipped"].items():
+        lines.append(f"- **{METRIC_LABELS.get(name, name)} skipped**: {reason}")
+    lines += ["", "Implementations:", ""]
+    lines += [f"- {METRIC_LABELS[n]}: {metrics['implementations'][n]}" for n in names]
+    lines += ["", "## Latency", "", *_latency_lines(timing), "", "## Metrics vs iteration", "",
+              f"![metrics vs iteration]({plot.relative_to(out_dir).as_posix()})", ""]
+    if grid is not None:
+        cols = " | ".join(["input", *(f"iteration {t}" for t in range(1, len(rows) + 1))])
+        lines += ["## Reconstructions", "", f"Columns: {cols}.", "", f"![reconstructions]({GRID_FILE})", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

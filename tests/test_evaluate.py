@@ -1,0 +1,253 @@
+"""evaluate.py: metrics on known pairs, the demo self-inversion benchmark end to end, resume, determinism, and
+clear errors (missing images, checkpoint / generator mismatches) before any work."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from inversion import encoders as E
+from inversion.checkpoints import save_inverter
+from inversion.encoders.irse import Backbone
+from inversion.evaluation import MetricSuite, evaluate, l2, ms_ssim, psnr
+from inversion.evaluation.metrics import build_id_net
+from inversion.inverter import Inverter
+from inversion.losses import LPIPSLoss
+from inversion.models import CheckpointError, demo_generator
+
+from helpers import tiny_generator
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = str(REPO / "conf")
+TINY = [16, 16, 32, 32]
+ALEX = "weights/alexnet_features_imagenet.pth"
+OUTPUTS = ["metrics.json", "per_image.csv", "timing.json", "report.md", "grid.png", "plots/metrics_vs_iteration.png"]
+FAST = ["latency.warmup=0", "latency.repeats=1", "progress=false", "report.grid_images=2", "report.thumb_size=32"]
+
+
+def _images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def _export(path: Path, G, gen_cfg: dict, residual: bool = True) -> Path:
+    """A tiny untrained encoder + a generator reference, written with save_inverter."""
+    cls = E.BackboneEncoder if residual else E.GradualStyleEncoder
+    kwargs = dict(num_ws=G.num_ws, w_dim=G.w_dim, input_size=32, channels=TINY)
+    torch.manual_seed(0)
+    inv = Inverter(encoder=cls(**kwargs).eval(), generator=G, num_iters=2 if residual else 1, residual=residual,
+                   encoder_size=32)
+    return save_inverter(inv, path, encoder_config={"_target_": f"inversion.encoders.{cls.__name__}", **kwargs},
+                         generator_config=gen_cfg)
+
+
+@pytest.fixture(scope="module")
+def restyle_ckpt(tmp_path_factory) -> Path:
+    """ReStyle (2 steps) against the embedded 64 px demo generator, as eval_data=demo expects."""
+    return _export(tmp_path_factory.mktemp("ckpt") / "restyle_demo.pt", demo_generator(),
+                   {"_target_": "inversion.models.demo_generator"})
+
+
+def _cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="evaluate", overrides=overrides)
+
+
+# ----------------------------------------------------------------------------- metrics on known pairs
+def test_identical_images_give_perfect_scores():
+    x = _images(3, 256)
+    suite = MetricSuite(lpips=LPIPSLoss(), psnr_cap=100.0)  # random LPIPS trunk: d(x, x) is still 0
+    values = suite.compute(x, x.clone())
+    assert suite.names == ["l2", "psnr", "lpips", "ms_ssim"]
+    assert torch.equal(values["l2"], torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(values["psnr"], torch.full((3,), 100.0, dtype=torch.float64))  # inf, capped
+    torch.testing.assert_close(values["ms_ssim"], torch.ones(3, dtype=torch.float64), atol=1e-5, rtol=0)
+    assert values["lpips"].abs().max() < 1e-6
+
+
+def test_known_offset_gives_known_l2_and_psnr():
+    x = _images(2, 256).clamp(-0.8, 0.8)
+    y = x + 0.1  # [-1, 1] offset 0.1 -> [0, 1] offset 0.05
+    torch.testing.assert_close(l2(y, x), torch.full((2,), 0.01), atol=1e-6, rtol=0)
+    torch.testing.assert_close(psnr(y, x), torch.full((2,), 26.0206), atol=1e-3, rtol=0)  # 10 log10(1 / 0.05^2)
+    assert (ms_ssim(y, x) < 1).all()
+    with pytest.raises(ValueError, match="larger than 160 px"):
+        ms_ssim(x[..., :64, :64], x[..., :64, :64])
+
+
+def _faces(shared: Path) -> torch.Tensor:
+    files = sorted((shared / "data" / "faces" / "celebahq").glob("*.png"))
+    if not files:
+        pytest.skip("no CelebA-HQ faces in ../shared/data/faces/celebahq")
+    tf = torchvision.transforms.functional
+    return torch.stack([tf.to_tensor(Image.open(f).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR))
+                        for f in files]) * 2 - 1
+
+
+def test_metrics_rank_a_blurred_face_closer_than_another_face(shared_dir):
+    alex = shared_dir / ALEX
+    if not alex.is_file():
+        pytest.skip(f"{alex} not found")
+    suite = MetricSuite.from_config({"lpips_backbone": str(alex), "lpips_net": "alex"})
+    faces = _faces(shared_dir)
+    blurred = torchvision.transforms.functional.gaussian_blur(faces, kernel_size=13, sigma=2.0)
+    d_blur, d_other = suite.compute(blurred, faces), suite.compute(faces.roll(1, 0), faces)
+    assert (d_blur["lpips"] < d_other["lpips"]).all()
+    assert (d_blur["l2"] < d_other["l2"]).all() and (d_blur["psnr"] > d_other["psnr"]).all()
+    assert (d_blur["ms_ssim"] > d_other["ms_ssim"]).all()
+
+
+def test_identity_networks_load_local_weights_and_are_skipped_without(tmp_path):
+    x = _images(2, 256)
+    irse = Backbone(112, 50, "ir_se", channels=TINY)
+    torch.save(irse.state_dict(), tmp_path / "irse.pth")
+    suite = MetricSuite.from_config({"id_net": "irse50", "id_weights": str(tmp_path / "irse.pth"),
+                                     "id_net_kwargs": {"channels": TINY}})
+    assert "id_sim" in suite.names and not suite.skipped.get("id_sim")
+    torch.testing.assert_close(suite.compute(x, x)["id_sim"], torch.ones(2, dtype=torch.float64), atol=1e-5, rtol=0)
+    # CurricularFace IR-101 as HyperStyle builds it (final BatchNorm1d without affine weights) loads strictly
+    curricular = Backbone(112, 100, "ir", affine=False, channels=TINY)
+    torch.save(curricular.state_dict(), tmp_path / "curricular.pth")
+    net = build_id_net("curricularface", tmp_path / "curricular.pth", channels=TINY)
+    assert net.similarity(x, x).min() > 0.9999
+    skipped = MetricSuite.from_config({"id_net": "curricularface", "id_weights": None})
+    assert "id_sim" not in skipped.names and "CurricularFace" in skipped.skipped["id_sim"]
+    assert "lpips" not in skipped.names and "lpips_backbone" in skipped.skipped["lpips"]
+    with pytest.raises(ValueError, match="unknown metrics.id_net"):
+        MetricSuite.from_config({"id_net": "vggface"})
+
+
+# ----------------------------------------------------------------------------- the CLI on the demo split
+def test_cli_on_the_demo_split_writes_all_outputs(tmp_path, restyle_ckpt):
+    out = tmp_path / "eval"
+    args = [f"checkpoint={restyle_ckpt}", "eval_data.split=smoke", f"out_dir={out}", "batch_size=4", *FAST]
+    alex = Path(os.environ.get("INVERSION_SHARED", REPO.parent / "shared")) / ALEX  # LPIPS too when present
+    if alex.is_file():
+        args.append(f"metrics.lpips_backbone={alex}")
+    r = subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = metrics["metrics"]["per_iteration"]
+    assert [row["iteration"] for row in rows] == [1, 2]  # ReStyle: every metric at every step
+    names = ["l2", "psnr", "lpips", "ms_ssim"] if alex.is_file() else ["l2", "psnr", "ms_ssim"]
+    assert list(metrics["higher_is_better"]) == names and set(rows[-1]["mean"]) == set(names)
+    assert "id_sim" in metrics["skipped"]
+    assert metrics["protocol"]["size"] == 256 and metrics["protocol"]["resize_mode"] == "bilinear_antialias"
+    assert metrics["data"]["num_images"] == 4 and metrics["checkpoint"]["generator"]["img_resolution"] == 64
+    assert "torchmetrics" in metrics["implementations"]["ms_ssim"]
+    assert "latency" not in json.dumps(metrics["metrics"])
+    with open(out / "per_image.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 * 2 and set(table[0]) == {"id", "iteration", *names}
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["latency"]["batch_size"] == 4 and timing["latency"]["ms_per_image_median"] > 0
+    report = (out / "report.md").read_text()
+    assert "| iteration |" in report and "grid.png" in report and "metrics_vs_iteration.png" in report
+    assert "ms/image" in report and "ID skipped" in report
+    assert Image.open(out / "grid.png").size[0] == 3 * 32  # input | step 1 | step 2
+    assert "L2" in r.stdout and "| 2 |" in r.stdout
+
+
+# ----------------------------------------------------------------------------- resume and determinism
+def test_rerun_resumes_and_metrics_json_is_deterministic(tmp_path, restyle_ckpt, caplog):
+    base = [f"checkpoint={restyle_ckpt}", "eval_data.split=smoke", "batch_size=2", "protocol.size=192", *FAST]
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    first = evaluate(_cfg([*base, f"out_dir={run_a}", "limit=2"]))  # "interrupted" after two images
+    assert first["run"] == {**first["run"], "computed": 2, "cached": 0}
+    with caplog.at_level("INFO", logger="inversion.evaluate"):
+        resumed = evaluate(_cfg([*base, f"out_dir={run_a}"]))
+    assert resumed["run"]["computed"] == 2 and resumed["run"]["cached"] == 2
+    assert "2 cached (skipped), 2 to compute" in caplog.text
+    again = evaluate(_cfg([*base, f"out_dir={run_a}"]))
+    assert again["run"]["computed"] == 0 and again["run"]["cached"] == 4
+    fresh = evaluate(_cfg([*base, f"out_dir={run_b}"]))
+    assert fresh["run"]["computed"] == 4
+    assert (run_a / "metrics.json").read_bytes() == (run_b / "metrics.json").read_bytes()
+    assert (run_a / "per_image.csv").read_bytes() == (run_b / "per_image.csv").read_bytes()
+    timing = json.loads((run_a / "timing.json").read_text())
+    assert timing["images_cached"] == 4 and timing["images_computed"] == 0
+    # a different protocol in the same out_dir is refused rather than mixed with the cached values
+    with pytest.raises(ValueError, match="differs in: protocol"):
+        evaluate(_cfg([*base, f"out_dir={run_a}", "protocol.quantize=false"]))
+    redone = evaluate(_cfg([*base, f"out_dir={run_a}", "protocol.quantize=false", "overwrite=true"]))
+    assert redone["run"]["computed"] == 4
+
+
+# ----------------------------------------------------------------------------- clear errors before any work
+def test_checkpoint_resolution_mismatch_is_a_clear_error_before_work(tmp_path):
+    gen_cfg = {"_target_": "inversion.models.demo_generator", "img_resolution": 32, "channel_max": 16}
+    ckpt = _export(tmp_path / "demo32.pt", demo_generator(img_resolution=32, channel_max=16), gen_cfg)
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError, match="img_resolution: checkpoint 32, eval_data=demo expects 64"):
+        evaluate(_cfg([f"checkpoint={ckpt}", f"out_dir={out}", *FAST]))
+    assert not out.exists()
+
+
+def test_generator_path_override_mismatch_is_a_clear_error(tmp_path):
+    def save_rosinality(G, name):
+        path = tmp_path / name
+        torch.save({"g_ema": {k: v for k, v in G.state_dict().items() if k != "w_avg"}, "latent_avg": G.w_avg}, path)
+        return path
+
+    g32, g64 = save_rosinality(tiny_generator(32), "g32.pt"), save_rosinality(tiny_generator(64), "g64.pt")
+    ckpt = _export(tmp_path / "ours.pt", tiny_generator(32),
+                   {"_target_": "inversion.models.load_generator", "path": str(g32)})
+    out = tmp_path / "out"
+    common = [f"checkpoint={ckpt}", f"out_dir={out}", "eval_data.expect.img_resolution=null", *FAST]
+    with pytest.raises(CheckpointError, match="does not match the one trained with"):
+        evaluate(_cfg([*common, f"generator_path={g64}"]))
+    official = tmp_path / "psp_official.pt"
+    torch.save({"state_dict": {}, "opts": {"encoder_type": "GradualStyleEncoder"}}, official)
+    with pytest.raises(CheckpointError, match="drop generator_path"):
+        evaluate(_cfg([f"checkpoint={official}", f"out_dir={out}", f"generator_path={g32}", *FAST]))
+    assert not out.exists()
+
+
+def test_missing_images_are_reported_at_once(tmp_path, restyle_ckpt):
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in (0, 2):
+        Image.new("RGB", (64, 64), (i, 0, 0)).save(root / f"{i:05d}.png")
+    split = tmp_path / "split.txt"
+    split.write_text("0\n1\n2\n3\n4\n")
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="3 of 5 image ids not found") as err:
+        evaluate(_cfg([f"checkpoint={restyle_ckpt}", "eval_data=celebahq_test", f"data_root={root}",
+                       f"eval_data.split={split}", f"out_dir={out}", *FAST]))
+    assert all(i in str(err.value) for i in ("1", "3", "4"))
+    assert not out.exists()
+    with pytest.raises(ValueError, match="pass data_root="):
+        evaluate(_cfg([f"checkpoint={restyle_ckpt}", "eval_data=celebahq_test", f"out_dir={out}", *FAST]))
+
+
+def test_refine_hook_only_accepts_null(tmp_path, restyle_ckpt):
+    with pytest.raises(ValueError, match="later issue"):
+        evaluate(_cfg([f"checkpoint={restyle_ckpt}", "refine=adam", f"out_dir={tmp_path / 'o'}", *FAST]))
+
+
+def test_folder_split_of_real_faces_with_a_psp_checkpoint(tmp_path, shared_dir):
+    faces = shared_dir / "data" / "faces" / "celebahq"
+    if not faces.is_dir():
+        pytest.skip(f"{faces} not found")
+    ckpt = _export(tmp_path / "psp.pt", demo_generator(), {"_target_": "inversion.models.demo_generator"},
+                   residual=False)
+    split = tmp_path / "faces.txt"
+    split.write_text("# three CelebA-HQ ids\n234\n258\n265\n")  # resolved to 00234.png ...
+    out = tmp_path / "out"
+    result = evaluate(_cfg([f"checkpoint={ckpt}", "eval_data=celebahq_test", f"data_root={faces}",
+                            f"eval_data.split={split}", "eval_data.expect.img_resolution=64",
+                            "eval_data.num_workers=0", f"out_dir={out}", "protocol.size=192", *FAST]))
+    assert [r["iteration"] for r in result["metrics"]["per_iteration"]] == [1]
+    assert result["data"]["root"] == str(faces) and result["protocol"]["input_resize_mode"] == "bilinear_antialias"
+    assert all((out / name).is_file() for name in OUTPUTS)
