@@ -54,20 +54,28 @@ def test_train_py_without_arguments_runs_the_demo_and_improves(tmp_path):
     assert abs(metrics["metrics"]["final"]["l2"] - summary["val_l2_end"]) < 0.2 * summary["val_l2_end"]
 
 
+@pytest.fixture
+def captured(monkeypatch):
+    """Records the module and trainer of the last ``Trainer.fit`` call made by ``train.run``."""
+    import pytorch_lightning as pl
+
+    seen: dict = {}
+    real_fit = pl.Trainer.fit
+
+    def fit(self, module, *a, **k):
+        out = real_fit(self, module, *a, **k)
+        seen["module"], seen["trainer"] = module, self
+        return out
+
+    monkeypatch.setattr(pl.Trainer, "fit", fit)
+    return seen
+
+
 def _encoder_state(module):
     return {k: v.clone() for k, v in module.inverter.encoder.state_dict().items()}
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, monkeypatch):
-    captured = {}
-    real_fit = __import__("pytorch_lightning").Trainer.fit
-
-    def fit(self, module, *a, **k):
-        out = real_fit(self, module, *a, **k)
-        captured["module"], captured["trainer"] = module, self
-        return out
-
-    monkeypatch.setattr("pytorch_lightning.Trainer.fit", fit)
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, captured):
     full = train.run(_cfg(tmp_path / "full", *TINY_RUN))
     full_state = _encoder_state(captured["module"])
     full_opt = captured["trainer"].optimizers[0].state_dict()
@@ -284,16 +292,7 @@ def test_e4e_progressive_schedule():
     assert m.stage_at(0) == 18
 
 
-def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, monkeypatch):
-    captured = {}
-    real_fit = __import__("pytorch_lightning").Trainer.fit
-
-    def fit(self, module, *a, **k):
-        out = real_fit(self, module, *a, **k)
-        captured["module"], captured["trainer"] = module, self
-        return out
-
-    monkeypatch.setattr("pytorch_lightning.Trainer.fit", fit)
+def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, captured):
     train.run(_cfg(tmp_path / "full", *E4E_RUN))
     full = captured["module"]
     assert full.inverter.encoder.progressive_stage == 3  # stage at step 3 (start 1, +1 per step)

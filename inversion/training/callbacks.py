@@ -7,25 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from ..checkpoints import save_inverter
+from ..checkpoints import atomic_save, save_inverter
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temp file in the same folder, then rename: a kill never leaves a torn file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_save(checkpoint, path)
 
 
 class ExportInverter(pl.Callback):
