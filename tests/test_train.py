@@ -316,3 +316,10 @@ def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, 
     for a, b in zip(full_opts, [o.state_dict() for o in captured["trainer"].optimizers]):
         for i, s in a["state"].items():
             assert torch.allclose(s["exp_avg"], b["state"][i]["exp_avg"], atol=1e-7)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path, captured):
+    summary = train.run(_cfg(tmp_path, *TINY_RUN, "trainer.precision=bf16-mixed"))
+    assert summary["global_step"] == 4 and summary["nonfinite_steps"] == 0
+    assert captured["trainer"].precision == "bf16-mixed"
+    assert all(torch.isfinite(p).all() for p in captured["module"].inverter.encoder.parameters())
