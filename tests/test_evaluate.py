@@ -232,8 +232,8 @@ def test_missing_images_are_reported_at_once(tmp_path, restyle_ckpt):
 
 
 def test_refine_hook_only_accepts_null(tmp_path, restyle_ckpt):
-    with pytest.raises(ValueError, match="later issue"):
-        evaluate(_cfg([f"checkpoint={restyle_ckpt}", "refine=adam", f"out_dir={tmp_path / 'o'}", *FAST]))
+    with pytest.raises(ValueError, match="not wired yet"):
+        evaluate(_cfg([f"checkpoint={restyle_ckpt}", "refine=projector", f"out_dir={tmp_path / 'o'}", *FAST]))
 
 
 def test_folder_split_of_real_faces_with_a_psp_checkpoint(tmp_path, shared_dir):

@@ -126,14 +126,22 @@ def quantize(x: torch.Tensor, enabled: bool = True) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- checks and loading
+def _refine_cfg(cfg: DictConfig) -> Any:
+    """The selected ``conf/refine`` entry, or None when refinement is off (``refine=none`` / null)."""
+    refine = cfg.get("refine")
+    if refine is None or (isinstance(refine, DictConfig) and not refine.get("enabled", True)):
+        return None
+    return refine
+
+
 def _check_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.checkpoint:
         raise ValueError("checkpoint=PATH is required: an official pSp / e4e / ReStyle .pt file or one of our exports")
-    if cfg.get("refine") is not None:
+    if _refine_cfg(cfg) is not None:
         raise ValueError(
-            f"refine={cfg.refine!r}: per-image refinement after the encoder is not available yet (it comes in a "
-            "later issue; evaluate.py calls inversion.evaluation.runner.apply_refinement where it will run). "
-            "Use refine=null."
+            f"refine={dict(cfg.refine)!r}: per-image refinement inside evaluate.py is not wired yet (a later issue; "
+            "evaluate.py calls inversion.evaluation.runner.apply_refinement where it will run; the refiners "
+            "themselves are in inversion.refine). Use refine=none."
         )
     protocol = cfg.protocol
     for key in ("resize_mode",):
@@ -327,7 +335,7 @@ def _evaluate_batch(
     target = batch["target"].to(device)
     with torch.no_grad():
         result = inverter.invert(x, num_iters=cfg.get("num_iters"), noise_mode=str(cfg.noise_mode))
-        result = apply_refinement(cfg.get("refine"), inverter, x, result)
+        result = apply_refinement(_refine_cfg(cfg), inverter, x, result)
         recons, per_step = [], []
         for step in result.steps:
             recon = quantize(resize_images(step.images.float(), int(cfg.protocol.size), cfg.protocol.resize_mode),
@@ -503,7 +511,7 @@ def _protocol(cfg: DictConfig, inverter: Inverter) -> dict[str, Any]:
         "value_ranges": "L2 and LPIPS on [-1, 1]; PSNR and MS-SSIM on [0, 1] with data_range=1",
         "averaging": "arithmetic mean over images of the per-image values (std: population std)",
         "noise_mode": str(cfg.noise_mode),
-        "refine": cfg.get("refine"),
+        "refine": None if _refine_cfg(cfg) is None else OmegaConf.to_container(cfg.refine),
     }
 
 
