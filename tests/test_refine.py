@@ -148,3 +148,53 @@ def test_refine_benchmark_runs_on_cpu_at_small_size():
     rows = bench.main(["--device", "cpu", "--resolution", "32", "--batch-sizes", "1", "2", "--steps", "2",
                        "--repeats", "1"])
     assert len(rows) == 2
+
+
+def test_real_vgg16_perceptual_term_falls_on_every_image(demo_G, shared_dir):
+    """Image2StyleGAN's loss with the real ImageNet VGG16 from ../shared: both terms are minimised together."""
+    from omegaconf import OmegaConf
+
+    vgg = shared_dir / "weights" / "vgg16_features_imagenet_fp16.pth"
+    if not vgg.is_file():
+        pytest.skip(f"{vgg} not found")
+    cfg = OmegaConf.merge(OmegaConf.load("conf/refine/image2stylegan.yaml"),
+                          {"vgg_weights": str(vgg), "num_steps": 10, "lr": 0.05})
+    refiner = build_refiner(cfg)
+    assert set(refiner.loss_weights) == {"perceptual", "mse"}  # the id term has weight 0: not built
+    _, target = _targets(demo_G, [19, 20])
+    r = refiner(demo_G, target, snapshot_steps=[0, 5, 10])
+    for name in ("perceptual", "mse"):
+        assert (r.curves[name][-1] < 0.8 * r.curves[name][0]).all(), (name, r.curves[name][[0, -1]])
+    assert [s.step for s in r.snapshots] == [0, 5, 10]
+    torch.testing.assert_close(r.snapshots[-1].render(demo_G), r.images)  # the last snapshot is the result
+    assert torch.equal(r.snapshots[0].ws, demo_G.w_avg.expand_as(r.ws))  # step 0: the start (w_avg)
+
+
+def test_identity_term_loads_local_weights(demo_G, tmp_path):
+    """``type: id`` builds a face-ID network from ``id_weights`` (a tiny IR-SE50 in the official layout here)."""
+    from inversion.encoders.irse import Backbone
+
+    torch.manual_seed(0)
+    path = tmp_path / "model_ir_se50_tiny.pth"
+    torch.save(Backbone(112, 50, "ir_se", channels=[16, 16, 32, 32]).state_dict(), path)
+    cfg = {"space": "w+", "num_steps": 3, "lr": 0.05, "id_weights": str(path),
+           "losses": {"mse": {"type": "mse", "weight": 1.0},
+                      "id": {"type": "id", "net": "irse50", "weight": 0.5, "kwargs": {"channels": [16, 16, 32, 32]}}}}
+    refiner = build_refiner(cfg)
+    _, target = _targets(demo_G, [21])
+    r = refiner(demo_G, target)
+    assert r.curves["id"].shape == (4, 1) and (r.curves["id"] >= 0).all()
+    torch.testing.assert_close(r.curves["recon"], r.curves["mse"] + 0.5 * r.curves["id"])
+    with pytest.warns(UserWarning, match="id_weights"):  # no file: the term is skipped, MSE remains
+        assert set(build_refiner({**cfg, "id_weights": None}).loss_weights) == {"mse"}
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_refiner({**cfg, "num_stepz": 3})
+
+
+def test_snapshots_after_an_early_stop_hold_the_final_latents(demo_G):
+    ws_true, target = _targets(demo_G, [22])
+    r = refine(demo_G, target, ws_init=ws_true, num_steps=20, threshold=1e-6, snapshot_steps=[0, 10, 20], **KW)
+    assert r.steps_taken.tolist() == [0] and [s.step for s in r.snapshots] == [0, 10, 20]
+    assert all(torch.equal(s.ws, ws_true) for s in r.snapshots)
+    with pytest.raises(ValueError, match="snapshot_steps"):
+        refine(demo_G, target, num_steps=5, snapshot_steps=[6])

@@ -4,30 +4,32 @@
 by :func:`build_refiner` (``None`` for ``enabled: false``). Config keys:
 
 * ``enabled``: false gives no refiner (``conf/refine/none.yaml``);
-* ``losses``: ``{name: {type: mse | vgg | lpips, weight: float, net: vgg | alex (lpips only), fallback: mse}}``.
+* ``losses``: ``{name: {type: mse | vgg | lpips | id, weight: float, net: ..., fallback: mse}}``.
   ``vgg`` (Image2StyleGAN's :class:`~inversion.losses.VGGFeatureLoss`) and ``lpips``
   (:class:`~inversion.losses.LPIPSLoss`) load the torchvision VGG16 (or AlexNet for ``net: alex``) ``features.*``
-  weights from the top-level ``vgg_weights`` (``alex_weights``) key; when that is null the term is skipped with
-  a warning, or replaced by MSE with the same weight when ``fallback: mse``;
+  weights from the top-level ``vgg_weights`` (``alex_weights``) key; ``id`` (``1 - cos`` of face embeddings,
+  ``net: irse50 | curricularface | facenet``, optional ``kwargs``) loads ``id_weights``. When that key is null the
+  term is skipped with a warning, or replaced by MSE with the same weight when ``fallback: mse``;
 * every other key (``space``, ``num_steps``, ``lr``, ``noise_regularize``, ``lr_rampup``, ...) is passed to
   :func:`refine` as a keyword argument.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from .optimize import SPACES, RefineResult, karras_lr, noise_regularization, refine
+from .optimize import SPACES, RefineResult, RefineSnapshot, karras_lr, noise_regularization, refine
 
-__all__ = ["SPACES", "RefineResult", "build_losses", "build_refiner", "karras_lr", "noise_regularization", "refine"]
+__all__ = ["SPACES", "RefineResult", "RefineSnapshot", "Refiner", "build_losses", "build_refiner", "karras_lr",
+           "noise_regularization", "refine"]
 
-_WEIGHT_KEYS = ("vgg_weights", "alex_weights")
+_WEIGHT_KEYS = ("vgg_weights", "alex_weights", "id_weights")
 
 
 def _to_dict(cfg: Any) -> dict:
@@ -53,10 +55,10 @@ def build_losses(cfg: Mapping[str, Any]) -> dict[str, tuple[float, nn.Module]]:
         if kind == "mse":
             out[name] = (weight, MSELoss())
             continue
-        if kind not in ("vgg", "lpips"):
-            raise ValueError(f"refine loss {name!r}: unknown type {kind!r} (mse, vgg or lpips)")
-        net = spec.get("net", "vgg")
-        key = "alex_weights" if (kind == "lpips" and net == "alex") else "vgg_weights"
+        if kind not in ("vgg", "lpips", "id"):
+            raise ValueError(f"refine loss {name!r}: unknown type {kind!r} (mse, vgg, lpips or id)")
+        net = spec.get("net", "irse50" if kind == "id" else "vgg")
+        key = "id_weights" if kind == "id" else "alex_weights" if (kind == "lpips" and net == "alex") else "vgg_weights"
         path = cfg.get(key)
         if path is None:
             fallback = spec.get("fallback")
@@ -67,7 +69,11 @@ def build_losses(cfg: Mapping[str, Any]) -> dict[str, tuple[float, nn.Module]]:
             else:
                 warnings.warn(f"{msg}: skipping this term", stacklevel=2)
             continue
-        if kind == "vgg":
+        if kind == "id":
+            from ..evaluation.metrics import build_id_net
+
+            out[name] = (weight, build_id_net(net, path, **(spec.get("kwargs") or {})))
+        elif kind == "vgg":
             out[name] = (weight, VGGFeatureLoss.from_pretrained(path))
         else:
             out[name] = (weight, LPIPSLoss.from_pretrained(path, net=net))
@@ -76,19 +82,46 @@ def build_losses(cfg: Mapping[str, Any]) -> dict[str, tuple[float, nn.Module]]:
     return out
 
 
-def build_refiner(cfg: Any, device: torch.device | str | None = None) -> Callable[..., RefineResult] | None:
-    """``conf/refine/*.yaml`` (dict or DictConfig) -> ``fn(generator, target, ws_init=None, **overrides)``
-    returning a :class:`RefineResult`, or ``None`` when ``enabled`` is false. Loss networks go to ``device``."""
+class Refiner(nn.Module):
+    """A configured refinement: loss networks (submodules, so ``.to(device)`` moves them) and the keyword
+    arguments of :func:`refine`. ``refiner(generator, target, ws_init=None, **overrides) -> RefineResult``."""
+
+    def __init__(
+        self,
+        *,
+        losses: Mapping[str, tuple[float, nn.Module]],  # name -> (weight, module), see build_losses
+        **kwargs: Any,  # every other keyword argument of refine() (space, num_steps, lr, ...)
+    ):
+        super().__init__()
+        self.loss_modules = nn.ModuleDict({k: m for k, (_, m) in losses.items()})
+        self.loss_weights = {k: float(w) for k, (w, _) in losses.items()}
+        self.kwargs = dict(kwargs)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.kwargs.get("num_steps", 100))
+
+    def forward(self, generator, target: torch.Tensor, ws_init: torch.Tensor | None = None,
+                **overrides: Any) -> RefineResult:
+        losses = {k: (w, self.loss_modules[k]) for k, w in self.loss_weights.items()}
+        return refine(generator, target, ws_init=ws_init, losses=losses, **{**self.kwargs, **overrides})
+
+    def train(self, mode: bool = True) -> Refiner:  # loss networks stay in eval mode
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+
+
+def build_refiner(cfg: Any, device: torch.device | str | None = None) -> Refiner | None:
+    """``conf/refine/*.yaml`` (dict or DictConfig) -> a :class:`Refiner` (its loss networks on ``device``), or
+    ``None`` when ``enabled`` is false."""
     cfg = _to_dict(cfg)
     if not cfg.get("enabled", True):
         return None
-    losses = build_losses(cfg)
-    if device is not None:
-        losses = {k: (w, m.to(device)) for k, (w, m) in losses.items()}
     kwargs = {k: v for k, v in cfg.items() if k not in ("enabled", "losses", "name", *_WEIGHT_KEYS)}
-    fn = partial(refine, losses=losses, **kwargs)
-
-    def refiner(generator, target: torch.Tensor, ws_init: torch.Tensor | None = None, **overrides) -> RefineResult:
-        return fn(generator, target, ws_init=ws_init, **overrides)
-
-    return refiner
+    unknown = set(kwargs) - set(inspect.signature(refine).parameters)
+    if unknown:
+        raise ValueError(f"refine config: unknown keys {sorted(unknown)}")
+    refiner = Refiner(losses=build_losses(cfg), **kwargs).eval()
+    return refiner if device is None else refiner.to(device)

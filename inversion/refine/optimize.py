@@ -20,7 +20,7 @@ from torch import nn
 from ..inverter import resize_images
 from ..models.stylegan2 import Generator
 
-__all__ = ["SPACES", "RefineResult", "karras_lr", "noise_regularization", "refine"]
+__all__ = ["SPACES", "RefineResult", "RefineSnapshot", "karras_lr", "noise_regularization", "refine"]
 
 SPACES = ("w", "w+", "w+noise")
 
@@ -42,6 +42,21 @@ class RefineResult:
     curves: dict[str, torch.Tensor] = field(default_factory=dict)
     steps_taken: torch.Tensor | None = None  # [N] long: updates applied to each image
     logged_steps: list[int] = field(default_factory=list)
+    snapshots: list[RefineSnapshot] = field(default_factory=list)  # the latents at the requested steps
+
+
+@dataclass
+class RefineSnapshot:
+    """The latents (and optimized noise) after ``step`` updates: what :func:`refine` would have returned with
+    ``num_steps=step`` (frozen images keep their frozen values). Render with :meth:`render`."""
+
+    step: int
+    ws: torch.Tensor  # [N, num_ws, w_dim]
+    noise: list[torch.Tensor] | None
+
+    def render(self, generator: Generator, noise_mode: str = "const") -> torch.Tensor:
+        """The snapshot's images [N, 3, R, R] (``noise_mode`` applies when noise was not optimized)."""
+        return generator.synthesis(self.ws, noise_mode=noise_mode, noise=self.noise)
 
 
 def karras_lr(step: int, num_steps: int, lr: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
@@ -116,8 +131,9 @@ def refine(
     loss_size: int | None = None,  # Compare images at this size (default: the target's).
     resize_mode: str = "adaptive_avg",
     log_every: int = 1,
+    snapshot_steps: Sequence[int] = (),  # Keep the latents after these many updates (RefineResult.snapshots).
     seed: int = 0,  # Seeds the "random" noise init and the latent noise.
-    progress: bool = False,
+    progress: bool | str = False,  # tqdm bar (a string is its description).
 ) -> RefineResult:
     """Optimize the latents (and optionally noise) of every image of ``target`` independently, in parallel.
 
@@ -131,7 +147,8 @@ def refine(
             noise_mode=noise_mode, num_steps=num_steps, lr=lr, losses=losses, threshold=threshold,
             threshold_loss=threshold_loss, noise_regularize=noise_regularize, lr_rampup=lr_rampup,
             lr_rampdown=lr_rampdown, noise_ramp=noise_ramp, initial_noise_factor=initial_noise_factor, w_std=w_std,
-            loss_size=loss_size, resize_mode=resize_mode, log_every=log_every, seed=seed, progress=progress,
+            loss_size=loss_size, resize_mode=resize_mode, log_every=log_every, snapshot_steps=snapshot_steps,
+            seed=seed, progress=progress,
         )
     finally:
         for p, flag in flags:
@@ -161,8 +178,9 @@ def _refine(
     loss_size: int | None,
     resize_mode: str,
     log_every: int,
+    snapshot_steps: Sequence[int],
     seed: int,
-    progress: bool,
+    progress: bool | str,
 ) -> RefineResult:
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -170,6 +188,9 @@ def _refine(
         raise ValueError(f"target must be [N, 3, H, W], got {tuple(target.shape)}")
     if log_every < 1:
         raise ValueError("log_every must be >= 1")
+    snap_at = sorted({int(s) for s in snapshot_steps})
+    if snap_at and not 0 <= snap_at[0] <= snap_at[-1] <= num_steps:
+        raise ValueError(f"snapshot_steps must lie in [0, num_steps={num_steps}], got {list(snapshot_steps)}")
     device = target.device
     n = target.shape[0]
     with_noise = (space == "w+noise") if optimize_noise is None else bool(optimize_noise)
@@ -237,6 +258,14 @@ def _refine(
         values["total"] = total
         return total, values, images
 
+    snapshots: list[RefineSnapshot] = []
+
+    def snapshot(step: int) -> None:
+        ws = w_opt.detach()
+        ws = ws.unsqueeze(1).expand(-1, generator.num_ws, -1).clone() if space == "w" else ws.clone()
+        snapshots.append(RefineSnapshot(step=step, ws=ws,
+                                        noise=None if noise is None else [b.detach().clone() for b in noise]))
+
     def record(step: int, values: dict[str, torch.Tensor]) -> None:
         logged_steps.append(step)
         for k, v in values.items():
@@ -246,9 +275,11 @@ def _refine(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_steps, desc="refine")
+        bar = tqdm(total=num_steps, desc=progress if isinstance(progress, str) else "refine", leave=False)
     last = num_steps
     for step in range(num_steps):
+        if len(snapshots) < len(snap_at) and snap_at[len(snapshots)] == step:
+            snapshot(step)
         total, values, _ = evaluate(step, grad=True)
         if threshold is not None:
             newly = active & (values[stop_key].detach() < threshold)
@@ -286,6 +317,8 @@ def _refine(
             steps_taken[newly] = last
     if not logged_steps or logged_steps[-1] != last:
         record(last, values)
+    while len(snapshots) < len(snap_at):  # the final latents (also after an early stop: nothing moves any more)
+        snapshot(snap_at[len(snapshots)])
     ws = w_opt.detach()
     ws = ws.unsqueeze(1).expand(-1, generator.num_ws, -1).clone() if space == "w" else ws.clone()
     return RefineResult(
@@ -295,6 +328,7 @@ def _refine(
         curves={k: torch.stack(v) for k, v in log.items()},
         steps_taken=steps_taken.cpu(),
         logged_steps=logged_steps,
+        snapshots=snapshots,
     )
 
 
