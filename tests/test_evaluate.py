@@ -231,9 +231,62 @@ def test_missing_images_are_reported_at_once(tmp_path, restyle_ckpt):
         evaluate(_cfg([f"checkpoint={restyle_ckpt}", "eval_data=celebahq_test", f"out_dir={out}", *FAST]))
 
 
-def test_refine_hook_only_accepts_null(tmp_path, restyle_ckpt):
-    with pytest.raises(ValueError, match="not wired yet"):
-        evaluate(_cfg([f"checkpoint={restyle_ckpt}", "refine=projector", f"out_dir={tmp_path / 'o'}", *FAST]))
+# ----------------------------------------------------------------------------- refinement inside the evaluation
+VGG = "weights/vgg16_features_imagenet_fp16.pth"
+REFINE = ["refine=image2stylegan", "refine.num_steps=8", "refine.lr=0.05", "refine.loss_size=64",
+          "refine_eval.steps=[0,2]", "refine_eval.reach.l2=[1.0,1e-6]"]
+
+
+def _vgg_or_mse() -> list[str]:
+    """The real VGG16 perceptual term when ../shared has its weights; pixel MSE alone otherwise."""
+    vgg = Path(os.environ.get("INVERSION_SHARED", REPO.parent / "shared")) / VGG
+    return [f"refine.vgg_weights={vgg}"] if vgg.is_file() else ["refine.losses.perceptual.weight=0"]
+
+
+def test_refinement_reports_quality_vs_steps_for_both_seeds(tmp_path, restyle_ckpt):
+    out = tmp_path / "eval"
+    base = [f"checkpoint={restyle_ckpt}", "eval_data.split=smoke", "batch_size=2", *FAST, *REFINE, *_vgg_or_mse()]
+    result = evaluate(_cfg([*base, f"out_dir={out}"]))
+    refine = result["metrics"]["refine"]
+    assert refine["seeds"] == ["encoder", "mean"] and refine["steps"] == [0, 2, 8]  # refine.num_steps is added
+    # step 0 of the encoder-seeded run is the encoder's own result, scored the same way
+    assert refine["per_step"]["encoder"][0]["mean"] == result["metrics"]["final"]
+    with open(out / "per_image_refine.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 * 2 * 3 and set(table[0]) >= {"id", "seed", "step", "l2", "psnr", "ms_ssim"}
+    for seed in ("encoder", "mean"):  # refinement lowers L2 on every image, from either start
+        rows = {(r["id"], int(r["step"])): float(r["l2"]) for r in table if r["seed"] == seed}
+        ids = {image_id for image_id, _ in rows}
+        assert len(ids) == 4 and all(rows[(i, 8)] < rows[(i, 0)] for i in ids), (seed, rows)
+        assert refine["per_step"][seed][-1]["mean"]["l2"] < refine["per_step"][seed][0]["mean"]["l2"]
+    # "steps needed to reach X": L2 <= 1 holds from step 0; 1e-6 is never reached within 8 steps
+    easy, hard = refine["reach"][0], refine["reach"][1]
+    assert easy["metric"] == "l2" and easy["encoder"]["mean_curve_steps"] == 0 and easy["mean"]["fraction_reached"] == 1
+    assert hard["encoder"]["mean_curve_steps"] is None and hard["mean"]["median_image_steps"] is None
+    report = (out / "report.md").read_text()
+    assert "Refinement: quality vs steps" in report and "Steps needed to reach X" in report
+    assert "refine_quality_vs_steps.png" in report and (out / "plots" / "refine_quality_vs_steps.png").is_file()
+    assert Image.open(out / "grid.png").size[0] == 5 * 32  # input | 2 ReStyle steps | refined x 2 seeds
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["refine"]["encoder"]["ms_per_image_step"] > 0 and timing["refine"]["mean"]["images"] == 4
+    assert result["protocol"]["refine"]["config"]["space"] == "w+"
+    # resumable and deterministic with refinement too
+    again = evaluate(_cfg([*base, f"out_dir={out}"]))
+    assert again["run"]["computed"] == 0
+    evaluate(_cfg([*base, f"out_dir={tmp_path / 'fresh'}"]))
+    assert (out / "metrics.json").read_bytes() == (tmp_path / "fresh" / "metrics.json").read_bytes()
+    # another refiner in the same out_dir is refused rather than mixed with the cached values
+    with pytest.raises(ValueError, match="differs in: protocol"):
+        evaluate(_cfg([*base, f"out_dir={out}", "refine.lr=0.1"]))
+
+
+def test_refinement_config_errors_before_work(tmp_path, restyle_ckpt):
+    base = [f"checkpoint={restyle_ckpt}", "refine=projector", f"out_dir={tmp_path / 'o'}", *FAST]
+    with pytest.raises(ValueError, match="refine_eval.seeds"):
+        evaluate(_cfg([*base, "refine_eval.seeds=[encoder,random]"]))
+    with pytest.raises(ValueError, match="outside"):
+        evaluate(_cfg([*base, "refine.num_steps=10", "refine_eval.steps=[0,20]"]))
+    assert not (tmp_path / "o").exists()
 
 
 def test_folder_split_of_real_faces_with_a_psp_checkpoint(tmp_path, shared_dir):
@@ -251,3 +304,22 @@ def test_folder_split_of_real_faces_with_a_psp_checkpoint(tmp_path, shared_dir):
     assert [r["iteration"] for r in result["metrics"]["per_iteration"]] == [1]
     assert result["data"]["root"] == str(faces) and result["protocol"]["input_resize_mode"] == "bilinear_antialias"
     assert all((out / name).is_file() for name in OUTPUTS)
+
+
+@pytest.mark.slow
+def test_encoder_seeded_refinement_reaches_a_threshold_sooner_on_the_demo(tmp_path, demo_export):
+    """The trained demo encoder (the session's `python train.py` run) against w_avg as the refinement's start,
+    with the same refiner (W+, pixel MSE, Adam 0.01, 30 steps): the encoder's result is the first point of its
+    curve, and the mean L2 reaches 0.03 in fewer steps (measured on CPU: encoder 5, w_avg 30 steps)."""
+    result = evaluate(_cfg([f"checkpoint={demo_export}", "eval_data.split=smoke", "batch_size=4", *FAST,
+                            f"out_dir={tmp_path}", "refine=image2stylegan", "refine.num_steps=30",
+                            "refine.losses.perceptual.weight=0", "refine.loss_size=64", "refine_eval.reach.l2=[0.03]",
+                            "refine_eval.reach.psnr=[]", "refine_eval.reach.lpips=[]"]))
+    refine = result["metrics"]["refine"]
+    encoder, mean = refine["per_step"]["encoder"], refine["per_step"]["mean"]
+    assert encoder[0]["mean"] == result["metrics"]["final"]  # starts from the encoder's error, not from scratch
+    assert encoder[0]["mean"]["l2"] < 0.5 * mean[0]["mean"]["l2"]
+    row = refine["reach"][0]
+    assert row["metric"] == "l2" and row["threshold"] == 0.03
+    steps_enc, steps_mean = row["encoder"]["mean_curve_steps"], row["mean"]["mean_curve_steps"]
+    assert steps_enc is not None and (steps_mean is None or steps_enc < steps_mean), row

@@ -23,6 +23,8 @@ from PIL import Image  # noqa: E402
 
 from ..inverter import resize_images  # noqa: E402
 from .metrics import HIGHER_IS_BETTER, METRIC_LABELS  # noqa: E402
+from .refinement import PLOT_FILE as REFINE_PLOT_FILE  # noqa: E402
+from .refinement import SEED_LABELS, markdown_refinement, plot_refinement  # noqa: E402
 
 __all__ = ["make_grid", "plot_metrics", "save_strip", "to_pil", "write_report", "markdown_table"]
 
@@ -145,8 +147,20 @@ def write_report(out_dir: str | os.PathLike, metrics: Mapping[str, Any], timing:
     lines += [f"- {METRIC_LABELS[n]}: {metrics['implementations'][n]}" for n in names]
     lines += ["", "## Latency", "", *_latency_lines(timing), "", "## Metrics vs iteration", "",
               f"![metrics vs iteration]({plot.relative_to(out_dir).as_posix()})", ""]
+    refine = metrics["metrics"].get("refine")
+    if refine is not None:
+        rplot = plot_refinement(refine, names, out_dir / REFINE_PLOT_FILE, encoder_final=metrics["metrics"]["final"],
+                                title=f"refinement ({protocol['refine']['config'].get('space', '?')}) on "
+                                      f"{data['split']}")
+        lines += ["## Refinement: quality vs steps", "",
+                  f"Refiner: `{protocol['refine']['config']}`; seeds: "
+                  + ", ".join(SEED_LABELS[s] for s in refine["seeds"]) + ". Step 0 of the encoder-seeded run is the "
+                  "encoder's own result. Refinement time is in `timing.json`.", "",
+                  markdown_refinement(refine, names), "",
+                  f"![quality vs refinement steps]({rplot.relative_to(out_dir).as_posix()})", ""]
     if grid is not None:
-        cols = " | ".join(["input", *(f"iteration {t}" for t in range(1, len(rows) + 1))])
+        refined = [f"refined, {SEED_LABELS[s]}" for s in (refine or {}).get("seeds", [])]
+        cols = " | ".join(["input", *(f"iteration {t}" for t in range(1, len(rows) + 1)), *refined])
         lines += ["## Reconstructions", "", f"Columns: {cols}.", "", f"![reconstructions]({GRID_FILE})", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -38,10 +38,11 @@ from tqdm import tqdm
 from ..checkpoints import FORMAT as CHECKPOINT_FORMAT
 from ..checkpoints import load_inverter
 from ..data import ImageIdDataset, read_split, render_seeds
-from ..inverter import RESIZE_MODES, InversionResult, Inverter, resize_images
+from ..inverter import RESIZE_MODES, Inverter, resize_images
 from ..models import CheckpointError, Generator
 from ..models.loading import torch_load
 from .metrics import HIGHER_IS_BETTER, MetricSuite, package_version
+from .refinement import SEEDS, default_snapshot_steps, markdown_refinement, refine_batch, summarize_refinement
 from .report import markdown_table, save_strip, write_report
 
 __all__ = [
@@ -138,11 +139,13 @@ def _check_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.checkpoint:
         raise ValueError("checkpoint=PATH is required: an official pSp / e4e / ReStyle .pt file or one of our exports")
     if _refine_cfg(cfg) is not None:
-        raise ValueError(
-            f"refine={dict(cfg.refine)!r}: per-image refinement inside evaluate.py is not wired yet (a later issue; "
-            "evaluate.py calls inversion.evaluation.runner.apply_refinement where it will run; the refiners "
-            "themselves are in inversion.refine). Use refine=none."
-        )
+        seeds = list(cfg.refine_eval.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or not set(seeds) <= set(SEEDS):
+            raise ValueError(f"refine_eval.seeds={seeds}: a non-empty list of distinct values from {list(SEEDS)}")
+        num_steps = int(cfg.refine.get("num_steps", 100))
+        bad = [s for s in (cfg.refine_eval.steps or []) if not 0 <= int(s) <= num_steps]
+        if bad:
+            raise ValueError(f"refine_eval.steps {bad} outside [0, refine.num_steps={num_steps}]")
     protocol = cfg.protocol
     for key in ("resize_mode",):
         if protocol[key] not in RESIZE_MODES:
@@ -317,35 +320,65 @@ class ResultCache:
 
 
 # ----------------------------------------------------------------------------- the loop
-def apply_refinement(refine: Any, inverter: Inverter, x: torch.Tensor, result: InversionResult) -> InversionResult:
-    """Hook for per-image refinement after the encoder (a later issue). ``refine=None`` returns ``result``.
+@dataclass
+class Refinement:
+    """Per-image refinement after the encoder: the built refiner, the seeds and the scored steps."""
 
-    A refinement method will append its step(s) to ``result.steps``, so every metric is reported for it too.
-    """
-    if refine is None:
-        return result
-    raise NotImplementedError(f"refine={refine!r} is not implemented yet")
+    refiner: Callable[..., Any]
+    seeds: list[str]
+    steps: list[int]
+    seconds: dict[str, float]  # wall time per seed over the images computed in this run
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, device: torch.device) -> Refinement | None:
+        refine_cfg = _refine_cfg(cfg)
+        if refine_cfg is None:
+            return None
+        from ..refine import build_refiner
+
+        num_steps = int(refine_cfg.get("num_steps", 100))
+        steps = cfg.refine_eval.steps
+        steps = default_snapshot_steps(num_steps) if not steps else sorted({int(s) for s in steps} | {num_steps})
+        seeds = [str(s) for s in cfg.refine_eval.seeds]
+        return cls(refiner=build_refiner(refine_cfg, device=device), seeds=seeds, steps=steps,
+                   seconds=dict.fromkeys(seeds, 0.0))
+
+
+def _to_protocol(cfg: DictConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    size, mode, q = int(cfg.protocol.size), str(cfg.protocol.resize_mode), bool(cfg.protocol.quantize)
+    return lambda images: quantize(resize_images(images.float(), size, mode), q)
 
 
 def _evaluate_batch(
     batch: Mapping[str, Any], inverter: Inverter, suite: MetricSuite, cfg: DictConfig, device: torch.device,
+    refinement: Refinement | None = None,
 ) -> tuple[list[dict[str, Any]], list[torch.Tensor]]:
-    """Invert one batch; per-image records (metrics per step) and the protocol-size reconstructions per step."""
+    """Invert (and refine) one batch; per-image records (metrics per step, and per refinement step and seed)
+    and the protocol-size reconstructions per step (then the final refined ones per seed)."""
     x = batch["input"].to(device)
     target = batch["target"].to(device)
+    to_protocol = _to_protocol(cfg)
     with torch.no_grad():
         result = inverter.invert(x, num_iters=cfg.get("num_iters"), noise_mode=str(cfg.noise_mode))
-        result = apply_refinement(_refine_cfg(cfg), inverter, x, result)
         recons, per_step = [], []
         for step in result.steps:
-            recon = quantize(resize_images(step.images.float(), int(cfg.protocol.size), cfg.protocol.resize_mode),
-                             bool(cfg.protocol.quantize))
+            recon = to_protocol(step.images)
             recons.append(recon)
             per_step.append(suite.compute(recon, target))
     records = []
     for j, image_id in enumerate(batch["id"]):
         steps = [{name: float(values[name][j]) for name in suite.names} for values in per_step]
         records.append({"id": str(image_id), "steps": steps})
+    if refinement is not None:
+        per_image, finals, seconds = refine_batch(
+            refinement.refiner, inverter.generator, target, result.ws, seeds=refinement.seeds,
+            snapshot_steps=refinement.steps, to_protocol=to_protocol, suite=suite, noise_mode=str(cfg.noise_mode),
+            sync=_sync(device), progress=bool(cfg.progress))
+        for rec, refined in zip(records, per_image):
+            rec["refine"] = refined
+        for seed in refinement.seeds:
+            refinement.seconds[seed] += seconds[seed]
+            recons.append(finals[seed])
     return records, recons
 
 
@@ -376,7 +409,7 @@ def _todo(ids: Sequence[str], cache: ResultCache, grid_ids: set[str], batch_size
 
 def _run_loop(
     data: PairDataset, todo: list[int], inverter: Inverter, suite: MetricSuite, cache: ResultCache, cfg: DictConfig,
-    device: torch.device, grid_ids: set[str],
+    device: torch.device, grid_ids: set[str], refinement: Refinement | None = None,
 ) -> int:
     """Evaluate the dataset items ``todo``; returns how many images were computed."""
     if not todo:
@@ -386,7 +419,7 @@ def _run_loop(
     done = 0
     with tqdm(total=len(todo), unit="img", desc="evaluate", disable=not cfg.progress, dynamic_ncols=True) as bar:
         for batch in loader:
-            records, recons = _evaluate_batch(batch, inverter, suite, cfg, device)
+            records, recons = _evaluate_batch(batch, inverter, suite, cfg, device, refinement)
             _save_thumbs(batch, recons, cache, grid_ids, int(cfg.report.thumb_size))
             cache.add(records)
             done += len(records)
@@ -421,6 +454,18 @@ def _write_per_image_csv(path: Path, records: Sequence[Mapping[str, Any]], names
     for rec in records:
         for t, step in enumerate(rec["steps"], start=1):
             writer.writerow([rec["id"], t, *(repr(float(step[n])) for n in names)])
+    _atomic_write_text(path, buf.getvalue())
+
+
+def _write_refine_csv(path: Path, records: Sequence[Mapping[str, Any]], seeds: Sequence[str],
+                      names: Sequence[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "seed", "step", *names])
+    for rec in records:
+        for seed in seeds:
+            for point in rec["refine"][seed]:
+                writer.writerow([rec["id"], seed, point["step"], *(repr(float(point[n])) for n in names)])
     _atomic_write_text(path, buf.getvalue())
 
 
@@ -493,7 +538,7 @@ def _checkpoint_info(cfg: DictConfig, inverter: Inverter) -> dict[str, Any]:
     return info
 
 
-def _protocol(cfg: DictConfig, inverter: Inverter) -> dict[str, Any]:
+def _protocol(cfg: DictConfig, inverter: Inverter, refinement: Refinement | None = None) -> dict[str, Any]:
     p = cfg.protocol
     return {
         "size": int(p.size),
@@ -511,7 +556,13 @@ def _protocol(cfg: DictConfig, inverter: Inverter) -> dict[str, Any]:
         "value_ranges": "L2 and LPIPS on [-1, 1]; PSNR and MS-SSIM on [0, 1] with data_range=1",
         "averaging": "arithmetic mean over images of the per-image values (std: population std)",
         "noise_mode": str(cfg.noise_mode),
-        "refine": None if _refine_cfg(cfg) is None else OmegaConf.to_container(cfg.refine),
+        "refine": None if refinement is None else {
+            "config": OmegaConf.to_container(cfg.refine, resolve=True),
+            "seeds": list(refinement.seeds),
+            "scored_steps": list(refinement.steps),
+            "target": f"the protocol target ({int(p.size)} px, as scored); reconstructions of every scored step "
+                      "go through the same protocol",
+        },
     }
 
 
@@ -565,7 +616,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                                     psnr_cap=float(cfg.protocol.psnr_cap), device=device)
 
     ckpt = _checkpoint_info(cfg, inverter)
-    protocol = _protocol(cfg, inverter)
+    refinement = Refinement.from_config(cfg, device)
+    protocol = _protocol(cfg, inverter, refinement)
     out_dir = Path(str(cfg.out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = ResultCache(out_dir / "cache", _fingerprint(cfg, ckpt, protocol), overwrite=bool(cfg.overwrite))
@@ -576,7 +628,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     log.info("evaluate: %d images in %s; %d cached (skipped), %d to compute", len(ids), cfg.eval_data.split,
              cached, len(todo))
     t0 = time.perf_counter()
-    computed = _run_loop(data, todo, inverter, suite, cache, cfg, device, grid_ids)
+    computed = _run_loop(data, todo, inverter, suite, cache, cfg, device, grid_ids, refinement)
     wall = time.perf_counter() - t0
 
     records = [cache.records[i] for i in ids]
@@ -595,8 +647,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "higher_is_better": {n: HIGHER_IS_BETTER[n] for n in names},
         "metrics": {"per_iteration": rows, "final": rows[-1]["mean"]},
     }
+    if refinement is not None:
+        reach = {str(k): [float(v) for v in vs] for k, vs in _container(cfg.refine_eval.reach).items()}
+        metrics["metrics"]["refine"] = summarize_refinement(records, refinement.seeds, names, reach, _round)
     _write_json(out_dir / "metrics.json", metrics)
     _write_per_image_csv(out_dir / "per_image.csv", records, names)
+    if refinement is not None:
+        _write_refine_csv(out_dir / "per_image_refine.csv", records, refinement.seeds, names)
 
     timing: dict[str, Any] = {"device": str(device), "device_name": _device_description(device),
                               "torch_threads": torch.get_num_threads(), "dtype": "float32",
@@ -609,12 +666,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                                             warmup=int(cfg.latency.warmup), repeats=int(cfg.latency.repeats))
     else:
         timing["latency"] = None
+    if refinement is not None:
+        steps = int(cfg.refine.get("num_steps", 100))
+        timing["refine"] = {
+            seed: {"wall_seconds": sec, "images": computed, "num_steps": steps,
+                   "ms_per_image_step": 1000 * sec / (computed * steps) if computed and steps else None,
+                   "what": "the refiner over the computed images in batches of batch_size (optimization steps, "
+                           "snapshot copies; not the scoring of the snapshots)"}
+            for seed, sec in refinement.seconds.items()}
     _write_json(out_dir / "timing.json", timing)
 
     thumbs = [cache.thumb_path(i) for i in ids[: int(cfg.report.grid_images)]]
     report = write_report(out_dir, metrics, timing, [p for p in thumbs if p.exists()])
     table = markdown_table(rows, names, with_std=False)
     print(f"\n{cfg.eval_data.name} ({len(ids)} images, {cfg.checkpoint}):\n{table}")
+    if refinement is not None:
+        print(f"\nrefinement ({cfg.refine.get('name', 'refine')}, {int(cfg.refine.get('num_steps', 100))} steps):\n"
+              + markdown_refinement(metrics["metrics"]["refine"], names))
     for name, reason in suite.skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"outputs: {out_dir}")

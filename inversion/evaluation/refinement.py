@@ -1,0 +1,225 @@
+"""Refinement inside the evaluation: quality vs optimization steps, mean-seeded against encoder-seeded.
+
+For every batch, :func:`refine_batch` runs the configured refiner (``conf/refine``) once per seed:
+
+* ``encoder`` -- from the inverter's final ``ws`` (the StyleGAN-Encoder approach: the encoder's first guess,
+  made exact per image);
+* ``mean`` -- from ``w_avg`` (Image2StyleGAN: optimization from scratch).
+
+The refiner keeps the latents after every step of a checkpoint grid (``snapshot_steps``); each snapshot is
+rendered and scored with the evaluation's metrics under the same protocol as the encoder's reconstructions,
+so step 0 of the encoder-seeded run *is* the encoder's result. :func:`summarize_refinement` turns the cached
+per-image values into mean / std per step and the table "steps needed to reach X"; :func:`plot_refinement`
+draws both curves per metric.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .metrics import HIGHER_IS_BETTER, METRIC_LABELS, MetricSuite
+
+__all__ = ["SEEDS", "default_snapshot_steps", "plot_refinement", "reach_table", "refine_batch",
+           "summarize_refinement"]
+
+SEEDS = ("encoder", "mean")
+SEED_LABELS = {"encoder": "encoder-seeded", "mean": "mean-seeded (w_avg)"}
+PLOT_FILE = "plots/refine_quality_vs_steps.png"
+
+
+def default_snapshot_steps(num_steps: int) -> list[int]:
+    """0, 1, 2, 5, 10, 20, 50, ... below ``num_steps``, then ``num_steps``: a grid even on a log axis."""
+    steps, base = [0], 1
+    while base < num_steps:
+        steps += [s for s in (base, 2 * base, 5 * base) if s < num_steps]
+        base *= 10
+    return steps + [num_steps] if num_steps > 0 else steps
+
+
+def refine_batch(
+    refiner: Callable[..., Any],  # inversion.refine.build_refiner(cfg.refine)
+    generator: torch.nn.Module,  # the inverter's frozen generator
+    target: torch.Tensor,  # [N, 3, S, S] protocol targets in [-1, 1]: what the refiner fits
+    ws_encoder: torch.Tensor,  # [N, num_ws, w_dim] the encoder's final latents (the "encoder" seed)
+    *,
+    seeds: Sequence[str],  # subset of SEEDS, in order
+    snapshot_steps: Sequence[int],  # score the latents after these many updates
+    to_protocol: Callable[[torch.Tensor], torch.Tensor],  # generator images -> protocol-size, quantized images
+    suite: MetricSuite,
+    noise_mode: str = "const",
+    sync: Callable[[], None] = lambda: None,
+    progress: bool = False,
+) -> tuple[list[dict[str, list[dict[str, float]]]], dict[str, torch.Tensor], dict[str, float]]:
+    """Refine one batch from every seed. Returns per-image ``{seed: [{"step", metric...} per snapshot]}``, the
+    final protocol-size reconstructions per seed (for the grid), and wall seconds per seed."""
+    n = target.shape[0]
+    per_image: list[dict[str, list[dict[str, float]]]] = [{} for _ in range(n)]
+    finals: dict[str, torch.Tensor] = {}
+    seconds: dict[str, float] = {}
+    for seed in seeds:
+        if seed not in SEEDS:
+            raise ValueError(f"refine seed {seed!r}; choose from {list(SEEDS)}")
+        init = ws_encoder.detach() if seed == "encoder" else None
+        sync()
+        t0 = time.perf_counter()
+        with torch.enable_grad():
+            result = refiner(generator, target, ws_init=init, snapshot_steps=list(snapshot_steps),
+                             noise_mode=noise_mode, progress=f"refine ({seed})" if progress else False)
+        sync()
+        seconds[seed] = time.perf_counter() - t0
+        with torch.no_grad():
+            for i in range(n):
+                per_image[i][seed] = []
+            for snap in result.snapshots:
+                recon = to_protocol(snap.render(generator, noise_mode=noise_mode))
+                values = suite.compute(recon, target)
+                for i in range(n):
+                    per_image[i][seed].append({"step": snap.step, **{k: float(values[k][i]) for k in suite.names}})
+            finals[seed] = recon
+    return per_image, finals, seconds
+
+
+def _fmean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _reached(value: float, threshold: float, metric: str) -> bool:
+    return value >= threshold if HIGHER_IS_BETTER[metric] else value <= threshold
+
+
+def reach_table(
+    records: Sequence[Mapping[str, Any]],  # cached records with a "refine" entry
+    seeds: Sequence[str],
+    names: Sequence[str],
+    reach: Mapping[str, Sequence[float]],  # metric -> thresholds
+) -> list[dict[str, Any]]:
+    """Rows "steps needed to reach X": per metric, threshold and seed, the first snapshot step at which the
+    mean over images reaches X (``mean_curve_steps``; None: not within the budget), the median over images of
+    each image's first step reaching X (``median_image_steps``; None when fewer than half reach it) and the
+    fraction of images that reach it by the last step."""
+    rows = []
+    for metric, thresholds in reach.items():
+        if metric not in names:
+            continue
+        for threshold in thresholds:
+            row: dict[str, Any] = {"metric": metric, "threshold": float(threshold)}
+            for seed in seeds:
+                curves = [rec["refine"][seed] for rec in records]
+                steps = [c["step"] for c in curves[0]]
+                means = [_fmean([c[k][metric] for c in curves]) for k in range(len(steps))]
+                mean_step = next((s for s, m in zip(steps, means) if _reached(m, threshold, metric)), None)
+                firsts = [next((p["step"] for p in c if _reached(p[metric], threshold, metric)), math.inf)
+                          for c in curves]
+                median = statistics.median_low(firsts)
+                row[seed] = {"mean_curve_steps": mean_step,
+                             "median_image_steps": None if math.isinf(median) else int(median),
+                             "fraction_reached": sum(math.isfinite(f) for f in firsts) / len(firsts)}
+            rows.append(row)
+    return rows
+
+
+def summarize_refinement(
+    records: Sequence[Mapping[str, Any]],
+    seeds: Sequence[str],
+    names: Sequence[str],
+    reach: Mapping[str, Sequence[float]],
+    round_fn: Callable[[float], float] = lambda v: v,
+) -> dict[str, Any]:
+    """Mean / std of every metric at every snapshot step per seed, the final means, and :func:`reach_table`."""
+    per_step: dict[str, list[dict[str, Any]]] = {}
+    for seed in seeds:
+        curves = [rec["refine"][seed] for rec in records]
+        lengths = {len(c) for c in curves}
+        if len(lengths) != 1:
+            raise ValueError(f"cached refinement records differ in length {sorted(lengths)}; use overwrite=true")
+        rows = []
+        for k in range(lengths.pop()):
+            mean, std = {}, {}
+            for name in names:
+                values = [float(c[k][name]) for c in curves]
+                m = _fmean(values)
+                mean[name] = round_fn(m)
+                std[name] = round_fn(math.sqrt(math.fsum((v - m) ** 2 for v in values) / len(values)))
+            rows.append({"step": int(curves[0][k]["step"]), "mean": mean, "std": std})
+        per_step[seed] = rows
+    return {
+        "seeds": list(seeds),
+        "steps": [r["step"] for r in per_step[seeds[0]]],
+        "per_step": per_step,
+        "final": {seed: per_step[seed][-1]["mean"] for seed in seeds},
+        "reach": reach_table(records, seeds, names, reach),
+    }
+
+
+def markdown_refinement(summary: Mapping[str, Any], names: Sequence[str]) -> str:
+    """Two Markdown tables: metrics (mean) per step for each seed, and the steps needed to reach each threshold."""
+    seeds = summary["seeds"]
+    head = ["step"] + [f"{METRIC_LABELS[n]} {'↑' if HIGHER_IS_BETTER[n] else '↓'} ({s})" for n in names for s in seeds]
+    lines = ["| " + " | ".join(head) + " |", "|---:" * len(head) + "|"]
+    for k, step in enumerate(summary["steps"]):
+        cells = [f"{summary['per_step'][s][k]['mean'][n]:.4f}" for n in names for s in seeds]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    if summary["reach"]:
+        lines += ["", "Steps needed to reach X (first step of the checkpoint grid; `>N`: not within the budget N; "
+                  "median over images, and the fraction of images that reach X):", ""]
+        head = ["metric", "X"] + [f"{SEED_LABELS[s]}: mean curve / median image / reached" for s in seeds]
+        if set(seeds) == set(SEEDS):
+            head.append("speed-up (mean curve)")
+        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        budget = summary["steps"][-1]
+        for row in summary["reach"]:
+            cells = [METRIC_LABELS[row["metric"]], f"{'≥' if HIGHER_IS_BETTER[row['metric']] else '≤'} "
+                     f"{row['threshold']:g}"]
+            for s in seeds:
+                r = row[s]
+                fmt = lambda v: f">{budget}" if v is None else str(v)
+                cells.append(f"{fmt(r['mean_curve_steps'])} / {fmt(r['median_image_steps'])} / "
+                             f"{100 * r['fraction_reached']:.0f}%")
+            if set(seeds) == set(SEEDS):
+                a, b = row["mean"]["mean_curve_steps"], row["encoder"]["mean_curve_steps"]
+                cells.append("—" if a is None or b is None or a == b == 0 else "∞" if b == 0 else f"{a / b:.1f}×")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_refinement(summary: Mapping[str, Any], names: Sequence[str], path: str | Path, title: str = "",
+                    encoder_final: Mapping[str, float] | None = None) -> Path:
+    """One panel per metric: the mean against the refinement step (symlog x axis), one curve per seed, with
+    the encoder's own result as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.1), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for seed in summary["seeds"]:
+            rows = summary["per_step"][seed]
+            steps = [r["step"] for r in rows]
+            mean = [r["mean"][name] for r in rows]
+            std = [r["std"][name] for r in rows]
+            ax.plot(steps, mean, marker="o", ms=3, label=SEED_LABELS[seed])
+            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
+        if encoder_final is not None and name in encoder_final:
+            ax.axhline(encoder_final[name], color="gray", ls="--", lw=1, label="encoder only")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0, right=max(summary["steps"]) * 1.1)
+        ax.set_title(f"{METRIC_LABELS[name]} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
+        ax.set_xlabel("refinement step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path
