@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 from inversion.build import build_inverter
 from inversion.data import EpochSeededSampler, collate_skip_none
 from inversion.inverter import resize_images
-from inversion.training import AtomicCheckpointIO, ExportInverter, InversionModule, LossTerm
+from inversion.refine import build_refiner
+from inversion.training import AtomicCheckpointIO, Collaborative, ExportInverter, InversionModule, LossTerm
 
 log = logging.getLogger("train")
 
@@ -35,6 +36,20 @@ def build_losses(cfg: DictConfig) -> dict[str, LossTerm]:
     if not terms:
         raise ValueError("every loss weight is 0: nothing to train")
     return terms
+
+
+def build_collaborative(cfg: DictConfig) -> Collaborative | None:
+    """Collaborative mode (``collaborative.weight > 0``): the ``refine`` group's refiner, run for
+    ``collaborative.steps`` steps on the encoder's output every ``collaborative.every_n_steps`` steps."""
+    collab = cfg.get("collaborative")
+    if collab is None or float(collab.weight) == 0:
+        return None
+    refiner = build_refiner(cfg.refine) if cfg.get("refine") is not None else None
+    if refiner is None:
+        raise ValueError("collaborative.weight > 0 needs a refiner: choose refine=image2stylegan|projector|noise "
+                         "(or use experiment=collaborative_demo / collaborative_psp_ffhq)")
+    return Collaborative(refiner=refiner, weight=float(collab.weight), steps=int(collab.steps),
+                         every_n_steps=int(collab.every_n_steps))
 
 
 def _instantiate_dataset(cfg: DictConfig, **kwargs):
@@ -108,6 +123,7 @@ def run(cfg: DictConfig) -> dict:
         loss_size=cfg.loss_size,
         loss_resize_mode=cfg.loss_resize_mode,
         image_every_n_steps=cfg.image_every_n_steps,
+        collaborative=build_collaborative(cfg),
     )
     out_dir = Path(cfg.paths.output_dir)
     callbacks = [

@@ -33,11 +33,9 @@ def _cfg(tmp_path, *overrides):
 
 
 @pytest.mark.slow
-def test_train_py_without_arguments_runs_the_demo_and_improves(tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "train.py")], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=1200)
+def test_train_py_without_arguments_runs_the_demo_and_improves(demo_run):
+    r, tmp_path, run_dir = demo_run["result"], demo_run["cwd"], demo_run["run_dir"]
     assert r.returncode == 0, r.stderr[-3000:]
-    run_dir = tmp_path / "outputs" / "train" / "demo"
     summary = json.loads((run_dir / "train_summary.json").read_text())
     # the demo's stated result: validation L2 at least 2.5x lower after its 400 steps (2.86x measured on CPU)
     assert summary["global_step"] == 400
@@ -176,7 +174,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("experiment", ["psp_ffhq", "restyle_psp_ffhq", "e4e_ffhq", "restyle_e4e_ffhq"])
+@pytest.mark.parametrize("experiment", ["psp_ffhq", "restyle_psp_ffhq", "e4e_ffhq", "restyle_e4e_ffhq",
+                                        "collaborative_psp_ffhq"])
 def test_paper_experiments_compose_and_train_a_few_steps(tmp_path, experiment, monkeypatch):
     """The real experiment configs, with tiny files in the official layouts standing in for the weights."""
     from inversion.encoders import Backbone
@@ -197,6 +196,8 @@ def test_paper_experiments_compose_and_train_a_few_steps(tmp_path, experiment, m
     shared = Path(__import__("os").environ.get("INVERSION_SHARED", REPO.parent / "shared"))
     alex = shared / "weights" / "alexnet_features_imagenet.pth"
     lpips = [f"paths.lpips_alex={alex}"] if alex.is_file() else ["loss.lpips.weight=0"]
+    vgg = shared / "weights" / "vgg16_features_imagenet_fp16.pth"  # the collaborative teacher's perceptual term
+    lpips += ["collaborative.steps=2", *([f"paths.vgg16={vgg}"] if vgg.is_file() else [])]
     cfg = _cfg(
         tmp_path / "run", f"experiment={experiment}", f"paths.stylegan2_ffhq={gen_path}",
         "generator.img_resolution=32", "generator.num_ws=8", "generator.w_dim=16",
@@ -323,3 +324,33 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path, captured):
     assert summary["global_step"] == 4 and summary["nonfinite_steps"] == 0
     assert captured["trainer"].precision == "bf16-mixed"
     assert all(torch.isfinite(p).all() for p in captured["module"].inverter.encoder.parameters())
+
+
+def test_collaborative_mode_trains_and_logs_its_latent_loss(tmp_path, captured):
+    cfg = _cfg(tmp_path, "experiment=collaborative_demo", *TINY_RUN, "collaborative.steps=3")
+    assert cfg.collaborative.weight == 1.0 and cfg.refine.space == "w+"
+    summary = train.run(cfg)
+    assert summary["global_step"] == 4
+    metrics = list((tmp_path / "csv").rglob("metrics.csv"))
+    assert metrics, list(tmp_path.rglob("*"))
+    import csv
+
+    with open(metrics[0]) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss_collab")]
+    assert len(rows) == 4  # logged on every training step (log_every_n_steps=1)
+    assert all(float(r["train/loss_collab"]) > 0 and float(r["train/loss_collab_refine_gain"]) > 0 for r in rows)
+    # the term is LatentL2(encoder ws, refined ws): refinement moved the ws, and the term pulls the encoder there
+    module = captured["module"]
+    x = torch.stack([module.trainer.train_dataloader.dataset[i]["image"] for i in range(2)])
+    out = module.inverter.invert(x)
+    collab, gain = module.collaborative_loss(out, x)
+    assert collab > 0 and gain > 0
+    collab.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.inverter.encoder.parameters())
+    assert not any(k.startswith("collab_refiner") for k in torch.load(
+        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"])
+
+
+def test_collaborative_mode_needs_a_refiner(tmp_path):
+    with pytest.raises(ValueError, match="needs a refiner"):
+        train.run(_cfg(tmp_path, *TINY_RUN, "collaborative.weight=1.0"))

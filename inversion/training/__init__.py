@@ -2,6 +2,6 @@
 
 from .callbacks import AtomicCheckpointIO, ExportInverter
 from .e4e import E4EModule
-from .module import InversionModule, LossTerm
+from .module import Collaborative, InversionModule, LossTerm
 
-__all__ = ["AtomicCheckpointIO", "E4EModule", "ExportInverter", "InversionModule", "LossTerm"]
+__all__ = ["AtomicCheckpointIO", "Collaborative", "E4EModule", "ExportInverter", "InversionModule", "LossTerm"]

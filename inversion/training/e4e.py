@@ -131,6 +131,7 @@ class E4EModule(InversionModule):
         # encoder step
         out = self.inverter.invert(x)
         total, terms = self.compute_losses(out, batch)
+        total = self.add_collaborative(out, x, total, terms)
         if d_on:
             adv = generator_adv_loss(self.discriminator, out.ws, dims)
             terms["adv"] = adv.detach()

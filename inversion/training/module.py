@@ -14,10 +14,27 @@ import torchvision
 from torch import nn
 
 from ..inverter import InversionResult, Inverter, resize_images
+from ..losses import LatentL2Loss
 
 log = logging.getLogger(__name__)
 
 INPUT_KINDS = ("images", "ws_avg", "ws_true")
+
+
+@dataclass
+class Collaborative:
+    """Collaborative training: every ``every_n_steps`` training steps, refine the encoder's ``ws`` for ``steps``
+    steps with ``refiner`` (:class:`inversion.refine.Refiner`) and add ``weight * LatentL2(ws, refined)``."""
+
+    refiner: nn.Module
+    weight: float = 1.0
+    steps: int = 10
+    every_n_steps: int = 1
+
+    def __post_init__(self):
+        if self.steps < 1 or self.every_n_steps < 1:
+            raise ValueError(f"collaborative steps and every_n_steps must be >= 1, got {self.steps}, "
+                             f"{self.every_n_steps}")
 
 
 @dataclass
@@ -51,6 +68,7 @@ class InversionModule(pl.LightningModule):
         loss_resize_mode: str = "adaptive_avg",  # ... resized this way (pSp: face_pool).
         image_every_n_steps: int = 100,  # Write an image grid (input | each step | target) this often.
         max_grid_images: int = 8,
+        collaborative: Collaborative | None = None,  # Refine the encoder's ws and pull them towards the result.
     ):
         super().__init__()
         self.inverter = inverter
@@ -66,10 +84,18 @@ class InversionModule(pl.LightningModule):
         self.max_grid_images = max_grid_images
         self.strict_loading = False  # frozen parts are not in checkpoints
         self.nonfinite_steps = 0
+        self.collab_weight = 0.0
+        self.collab_refiner = None
+        if collaborative is not None and collaborative.weight > 0:
+            self.collab_refiner = collaborative.refiner  # a module: its loss networks move with this one
+            self.collab_weight = float(collaborative.weight)
+            self.collab_steps = int(collaborative.steps)
+            self.collab_every = int(collaborative.every_n_steps)
+            self.collab_loss = LatentL2Loss()
 
     # ------------------------------------------------------------------ checkpoint content
     def _frozen_prefixes(self) -> tuple[str, ...]:
-        return ("inverter.generator.", "loss_terms.")
+        return ("inverter.generator.", "loss_terms.", "collab_refiner.")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         sd = checkpoint["state_dict"]
@@ -113,6 +139,8 @@ class InversionModule(pl.LightningModule):
         x = batch["image"]
         out = self.inverter.invert(x)
         total, terms = self.compute_losses(out, batch)
+        if stage == "train":
+            total = self.add_collaborative(out, x, total, terms)
         if not torch.isfinite(total):
             self.nonfinite_steps += 1
             log.error("non-finite %s loss at step %d (%s); stopping. The last good checkpoint is kept.",
@@ -129,6 +157,29 @@ class InversionModule(pl.LightningModule):
         if stage == "train" and self.image_every_n_steps and self.global_step % self.image_every_n_steps == 0:
             self.write_grid(x, out, f"train_{self.global_step:07d}")
         return total
+
+    def add_collaborative(self, out: InversionResult, x: torch.Tensor, total: torch.Tensor,
+                          terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``total`` plus the weighted collaborative term on its steps (logged as ``loss_collab``, with
+        ``loss_collab_refine_gain``); ``total`` unchanged when collaborative mode is off or not due."""
+        if self.collab_refiner is None or self.global_step % self.collab_every != 0:
+            return total
+        collab, gain = self.collaborative_loss(out, x)
+        terms["collab"] = collab.detach()
+        terms["collab_refine_gain"] = gain
+        return total + self.collab_weight * collab
+
+    def collaborative_loss(self, out: InversionResult, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Collaborative learning (Guan et al. 2020): refine the encoder's final ``ws`` (detached) for ``steps``
+        optimization steps against the batch's images, then ``LatentL2(ws, refined.detach())``. Also returns how
+        much refinement lowered its reconstruction loss (mean over the batch), a sign the teacher is useful."""
+        target = resize_images(x.detach(), self.loss_size, self.loss_resize_mode)
+        with torch.enable_grad():
+            result = self.collab_refiner(self.inverter.generator, target, ws_init=out.ws.detach(),
+                                         num_steps=self.collab_steps, progress=False)
+        recon = result.curves["recon"]
+        gain = (recon[0] - recon[-1]).mean().to(x.device)
+        return self.collab_loss(out.ws, result.ws.detach().to(out.ws.dtype)), gain
 
     def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:
         return self._step(batch, "train")
@@ -172,4 +223,6 @@ class InversionModule(pl.LightningModule):
         self.inverter.generator.eval()
         for m in self.loss_terms.values():
             m.eval()
+        if self.collab_refiner is not None:
+            self.collab_refiner.eval()
         return self
