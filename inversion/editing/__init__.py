@@ -1,0 +1,31 @@
+"""Latent-space editing: morphing, style transfer / mixing, expression transfer and linear directions on
+``ws`` [N, num_ws, w_dim], plus small helpers to save the rendered results (grids, GIFs)."""
+
+from .io import image_grid, save_frames_gif, save_grid, to_uint8
+from .ops import (
+    LayerSpec,
+    apply_direction,
+    crossover,
+    expression_difference,
+    expression_transfer,
+    interpolate,
+    layer_indices,
+    load_direction,
+    style_mix,
+)
+
+__all__ = [
+    "LayerSpec",
+    "apply_direction",
+    "crossover",
+    "expression_difference",
+    "expression_transfer",
+    "image_grid",
+    "interpolate",
+    "layer_indices",
+    "load_direction",
+    "save_frames_gif",
+    "save_grid",
+    "style_mix",
+    "to_uint8",
+]
