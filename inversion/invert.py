@@ -1,0 +1,336 @@
+"""Invert your own photos: ``python -m inversion.invert --checkpoint CKPT --input DIR_OR_FILES --output DIR``.
+
+For every readable image (optionally FFHQ-aligned first, with ``--align``): the inverter's latents (and, with
+``--refine``, per-image refined latents seeded by the encoder) and reconstructions. Written to ``--output``:
+
+* ``latents/<name>.pt`` (``{"ws": [num_ws, w_dim], "noise": [...] | None, "source", "checkpoint", "refined"}``)
+  and ``latents/<name>.npy`` (``ws`` as float32), after every batch;
+* ``latents.pt`` (``{"names", "sources", "ws": [N, num_ws, w_dim]}``) and ``latents.npy`` for all images;
+* ``reconstructions/<name>.png`` at the generator's resolution (``refined/<name>.png`` with ``--refine``);
+* ``aligned/<name>.png`` with ``--align``: what the encoder saw;
+* ``grid.png``: input | reconstruction (| refined), one row per image (the first ``--grid-images``);
+* ``summary.json``: settings, processed images, every skipped file with its reason, timings.
+
+Unreadable or non-image files and, with ``--align``, images without a face are reported (stderr and
+``summary.json``) and skipped; everything else is still written. Exit status: 0 when at least one image was
+inverted, 1 when none was, 2 for a usage error (missing checkpoint, unknown refine config, ...).
+
+The same as a function: :func:`invert_images`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .checkpoints import atomic_save, load_inverter
+from .inverter import RESIZE_MODES, Inverter, resize_images
+from .models import CheckpointError
+
+__all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config", "main"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+CONF_REFINE = Path(__file__).resolve().parents[1] / "conf" / "refine"
+
+
+@dataclass
+class InvertSummary:
+    """What :func:`invert_images` did: one entry per inverted image, one per skipped file (with the reason)."""
+
+    processed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "num_processed": len(self.processed), "num_skipped": len(self.skipped),
+                "processed": self.processed, "skipped": self.skipped, "seconds": self.seconds}
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> tuple[list[Path], list[dict[str, str]]]:
+    """Files to invert: named files as given (whatever their suffix), folders' image files (by suffix, sorted,
+    not recursive). Returns the files and the missing paths as skipped entries."""
+    files: list[Path] = []
+    missing: list[dict[str, str]] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append({"file": str(path), "reason": "no such file or folder"})
+    seen: set[Path] = set()
+    unique = [p for p in files if not (p.resolve() in seen or seen.add(p.resolve()))]
+    return unique, missing
+
+
+def _unique_names(files: Sequence[Path]) -> list[str]:
+    """Output names from file stems; repeated stems get ``_1``, ``_2``, ... in input order."""
+    taken: set[str] = set()
+    names = []
+    for f in files:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in f.stem) or "image"
+        name, k = stem, 0
+        while name in taken:
+            k += 1
+            name = f"{stem}_{k}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _read_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return ImageOps.exif_transpose(im).convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from err
+
+
+def _center_square(img: Image.Image) -> Image.Image:
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img.crop((left, top, left + side, top + side))
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> [3, H, W] float32 in [-1, 1]."""
+    array = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
+    return array.permute(2, 0, 1).float() / 127.5 - 1
+
+
+def _to_pil(x: torch.Tensor) -> Image.Image:
+    array = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def load_refine_config(name_or_path: str, overrides: Sequence[str] = ()) -> Any:
+    """``conf/refine/<name>.yaml`` (``none``, ``image2stylegan``, ``projector``, ``noise``) or a YAML file, with
+    ``key=value`` overrides (OmegaConf dot-list, e.g. ``num_steps=200``, ``vgg_weights=/w/vgg16.pth``)."""
+    from omegaconf import OmegaConf
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONF_REFINE / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONF_REFINE.glob("*.yaml")) if CONF_REFINE.is_dir() else []
+        raise FileNotFoundError(f"refine config {name_or_path!r} not found ({path}); choose one of {known} "
+                                "or pass a YAML file")
+    cfg = OmegaConf.load(path)
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def invert_images(
+    inverter: Inverter,  # A ready inverter (load_inverter), on its device and dtype.
+    inputs: Sequence[str | os.PathLike],  # Image files and/or folders of images.
+    output: str | os.PathLike,  # Output folder (created).
+    *,
+    aligner: Any | None = None,  # inversion.align.FaceAligner, or None: center square crop instead.
+    refiner: Callable[..., Any] | None = None,  # inversion.refine.build_refiner(cfg), or None.
+    refine_size: int = 256,  # Refinement compares images at this size (the aligned input resized to it).
+    batch_size: int = 8,
+    num_iters: int | None = None,  # ReStyle steps (None: the checkpoint's).
+    input_resize_mode: str = "bilinear_antialias",  # How inputs are resized to the encoder size.
+    noise_mode: str = "const",
+    grid_images: int = 16,  # Rows in grid.png.
+    thumb_size: int = 256,  # Tile size in grid.png.
+    checkpoint: str = "",  # Recorded in the latent files and summary.json.
+    progress: bool = True,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> InvertSummary:
+    """Invert (and optionally align / refine) every readable image of ``inputs``; see the module docstring."""
+    if input_resize_mode not in RESIZE_MODES:
+        raise ValueError(f"input_resize_mode={input_resize_mode!r}; choose one of {list(RESIZE_MODES)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = Path(output)
+    dirs = {k: out / k for k in ("latents", "reconstructions", *(("refined",) if refiner else ()),
+                                   *(("aligned",) if aligner else ()))}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    files, skipped = collect_inputs(inputs)
+    for s in skipped:
+        log(f"skipped {s['file']}: {s['reason']}")
+    names = _unique_names(files)
+    device = inverter.latent_avg.device
+    dtype = next(inverter.encoder.parameters()).dtype
+    G = inverter.generator
+    summary = InvertSummary(skipped=skipped, seconds={"load_align": 0.0, "invert": 0.0, "refine": 0.0})
+    summary.settings = {"checkpoint": checkpoint, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+                        "align": aligner is not None, "refine": refiner is not None, "refine_size": refine_size,
+                        "num_iters": num_iters or inverter.num_iters, "encoder_size": inverter.encoder_size,
+                        "input_resize_mode": input_resize_mode, "img_resolution": G.img_resolution,
+                        "num_ws": G.num_ws, "w_dim": G.w_dim, "noise_mode": noise_mode}
+    all_ws: list[torch.Tensor] = []
+    grid_rows: list[list[Image.Image]] = []
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(files), unit="img", desc="invert", disable=not progress, dynamic_ncols=True)
+    for batch in _batches(list(zip(files, names)), batch_size):
+        t0 = time.perf_counter()
+        ready: list[tuple[Path, str, Image.Image]] = []
+        for path, name in batch:
+            try:
+                img = _read_rgb(path)
+                if aligner is not None:
+                    img = aligner.align(img, name=str(path)).image
+                elif img.width != img.height:
+                    img = _center_square(img)
+                ready.append((path, name, img))
+            except ValueError as err:  # unreadable file, or NoFaceError (a ValueError)
+                reason = str(err).replace(f"{path}: ", "")
+                summary.skipped.append({"file": str(path), "reason": reason})
+                log(f"skipped {path}: {reason}")
+        summary.seconds["load_align"] += time.perf_counter() - t0
+        bar.update(len(batch) - len(ready))
+        if not ready:
+            continue
+        full = [_to_tensor(img) for _, _, img in ready]
+        x = torch.stack([resize_images(t[None], inverter.encoder_size, input_resize_mode)[0] for t in full])
+        sync()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            result = inverter.invert(x.to(device=device, dtype=dtype), num_iters=num_iters, noise_mode=noise_mode)
+        sync()
+        summary.seconds["invert"] += time.perf_counter() - t0
+        ws, images = result.ws.float(), result.images.float()
+        refined_ws, refined_images, noise = None, None, None
+        if refiner is not None:
+            target = torch.stack([resize_images(t[None], refine_size, "bilinear_antialias")[0] for t in full])
+            t0 = time.perf_counter()
+            with torch.enable_grad():
+                res = refiner(G, target.to(device=device, dtype=torch.float32), ws_init=ws, noise_mode=noise_mode)
+            sync()
+            summary.seconds["refine"] += time.perf_counter() - t0
+            refined_ws, refined_images, noise = res.ws.float(), res.images.float(), res.noise
+        final_ws = refined_ws if refined_ws is not None else ws
+        for j, (path, name, img) in enumerate(ready):
+            record = {"ws": final_ws[j].cpu(), "noise": None if noise is None else [n[j].cpu() for n in noise],
+                      "encoder_ws": ws[j].cpu(), "source": str(path), "checkpoint": checkpoint,
+                      "refined": refined_ws is not None}
+            atomic_save(record, dirs["latents"] / f"{name}.pt")
+            np.save(dirs["latents"] / f"{name}.npy", final_ws[j].cpu().numpy().astype(np.float32))
+            _to_pil(images[j]).save(dirs["reconstructions"] / f"{name}.png")
+            row = [img.resize((thumb_size, thumb_size), Image.LANCZOS),
+                   _to_pil(images[j]).resize((thumb_size, thumb_size), Image.LANCZOS)]
+            if refined_images is not None:
+                _to_pil(refined_images[j]).save(dirs["refined"] / f"{name}.png")
+                row.append(_to_pil(refined_images[j]).resize((thumb_size, thumb_size), Image.LANCZOS))
+            if aligner is not None:
+                img.save(dirs["aligned"] / f"{name}.png")
+            if len(grid_rows) < grid_images:
+                grid_rows.append(row)
+            all_ws.append(final_ws[j].cpu())
+            summary.processed.append({"name": name, "source": str(path)})
+        bar.update(len(ready))
+    bar.close()
+
+    if all_ws:
+        stacked = torch.stack(all_ws)
+        atomic_save({"names": [p["name"] for p in summary.processed],
+                     "sources": [p["source"] for p in summary.processed], "ws": stacked,
+                     "checkpoint": checkpoint, "refined": refiner is not None}, out / "latents.pt")
+        np.save(out / "latents.npy", stacked.numpy().astype(np.float32))
+        _save_grid(grid_rows, out / "grid.png")
+    (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _save_grid(rows: Sequence[Sequence[Image.Image]], path: Path, pad: int = 2) -> None:
+    if not rows:
+        return
+    w, h = rows[0][0].size
+    cols = max(len(r) for r in rows)
+    grid = Image.new("RGB", (cols * w + (cols - 1) * pad, len(rows) * h + (len(rows) - 1) * pad), (255, 255, 255))
+    for i, row in enumerate(rows):
+        for j, tile in enumerate(row):
+            grid.paste(tile, (j * (w + pad), i * (h + pad)))
+    grid.save(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m inversion.invert", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="official pSp/e4e/ReStyle .pt or one of our exports")
+    p.add_argument("--generator-path", default=None, help="our exports: where the referenced generator is now")
+    p.add_argument("--input", nargs="+", required=True, help="image files and/or folders of images")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--align", action=argparse.BooleanOptionalAction, default=False,
+                   help="FFHQ-align faces first (MTCNN 5-point landmarks; weights ship with facenet-pytorch)")
+    p.add_argument("--align-size", type=int, default=None, help="aligned crop size (default: the encoder size)")
+    p.add_argument("--select", choices=("largest", "most_confident"), default="largest",
+                   help="which face to keep when several are found")
+    p.add_argument("--refine", default=None, help="refine config: none, image2stylegan, projector, noise, or a YAML")
+    p.add_argument("--refine-steps", type=int, default=None, help="override the refine config's num_steps")
+    p.add_argument("--refine-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="refine config overrides, e.g. vgg_weights=/w/vgg16.pth lr=0.05")
+    p.add_argument("--refine-size", type=int, default=256, help="refinement compares images at this size")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-iters", type=int, default=None, help="ReStyle steps (default: the checkpoint's)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="encoder + generator dtype (bfloat16: GPU; refinement always runs in float32)")
+    p.add_argument("--input-resize-mode", choices=RESIZE_MODES, default="bilinear_antialias")
+    p.add_argument("--grid-images", type=int, default=16)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: CUDA is not available; use --device cpu")
+        dtype = DTYPES[args.dtype]
+        if dtype != torch.float32 and args.refine not in (None, "none"):
+            # refinement optimises in float32: the generator must be float32 too
+            raise ValueError("--refine needs --dtype float32 (refinement optimises latents in float32)")
+        inverter = load_inverter(args.checkpoint, device=device, dtype=dtype if dtype != torch.float32 else None,
+                                 generator_path=args.generator_path)
+        refiner = None
+        if args.refine not in (None, "none"):
+            from .refine import build_refiner
+
+            overrides = list(args.refine_set) + ([f"num_steps={args.refine_steps}"] if args.refine_steps else [])
+            refiner = build_refiner(load_refine_config(args.refine, overrides), device=device)
+        aligner = None
+        if args.align:
+            from .align import FaceAligner
+
+            aligner = FaceAligner(output_size=args.align_size or max(inverter.encoder_size, 256),
+                                  select=args.select, device=device)
+    except (FileNotFoundError, CheckpointError, ValueError) as err:
+        print(f"inversion.invert: error: {err}", file=sys.stderr)
+        return 2
+    summary = invert_images(
+        inverter, args.input, args.output, aligner=aligner, refiner=refiner, refine_size=args.refine_size,
+        batch_size=args.batch_size, num_iters=args.num_iters, input_resize_mode=args.input_resize_mode,
+        grid_images=args.grid_images, checkpoint=str(args.checkpoint), progress=args.progress)
+    n, k = len(summary.processed), len(summary.skipped)
+    print(f"inverted {n} image(s), skipped {k}; outputs in {args.output}", file=sys.stderr)
+    return 0 if n else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
