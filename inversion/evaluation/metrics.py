@@ -16,6 +16,7 @@ Nothing is downloaded: a metric whose weights are not configured is skipped, wit
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -238,3 +239,9 @@ class MetricSuite:
         if self.id_net is not None:
             out["id_sim"] = self.id_net.similarity(pred, target)
         return {k: out[k].detach().double().cpu() for k in self.names}
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation, summed with ``math.fsum`` (independent of the order)."""
+    m = math.fsum(values) / len(values)
+    return m, math.sqrt(math.fsum((v - m) ** 2 for v in values) / len(values))

@@ -9,8 +9,8 @@ For every batch, :func:`refine_batch` runs the configured refiner (``conf/refine
 The refiner keeps the latents after every step of a checkpoint grid (``snapshot_steps``); each snapshot is
 rendered and scored with the evaluation's metrics under the same protocol as the encoder's reconstructions,
 so step 0 of the encoder-seeded run *is* the encoder's result. :func:`summarize_refinement` turns the cached
-per-image values into mean / std per step and the table "steps needed to reach X"; :func:`plot_refinement`
-draws both curves per metric.
+per-image values into mean / std per step and the table "steps needed to reach X"; ``report.py`` prints and
+plots them.
 """
 
 from __future__ import annotations
@@ -19,19 +19,16 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .metrics import HIGHER_IS_BETTER, METRIC_LABELS, MetricSuite
+from .metrics import HIGHER_IS_BETTER, MetricSuite, mean_std
 
-__all__ = ["SEEDS", "default_snapshot_steps", "plot_refinement", "reach_table", "refine_batch",
-           "summarize_refinement"]
+__all__ = ["SEEDS", "SEED_LABELS", "default_snapshot_steps", "reach_table", "refine_batch", "summarize_refinement"]
 
 SEEDS = ("encoder", "mean")
 SEED_LABELS = {"encoder": "encoder-seeded", "mean": "mean-seeded (w_avg)"}
-PLOT_FILE = "plots/refine_quality_vs_steps.png"
 
 
 def default_snapshot_steps(num_steps: int) -> list[int]:
@@ -143,10 +140,8 @@ def summarize_refinement(
         for k in range(lengths.pop()):
             mean, std = {}, {}
             for name in names:
-                values = [float(c[k][name]) for c in curves]
-                m = _fmean(values)
-                mean[name] = round_fn(m)
-                std[name] = round_fn(math.sqrt(math.fsum((v - m) ** 2 for v in values) / len(values)))
+                m, sd = mean_std([float(c[k][name]) for c in curves])
+                mean[name], std[name] = round_fn(m), round_fn(sd)
             rows.append({"step": int(curves[0][k]["step"]), "mean": mean, "std": std})
         per_step[seed] = rows
     return {
@@ -156,70 +151,3 @@ def summarize_refinement(
         "final": {seed: per_step[seed][-1]["mean"] for seed in seeds},
         "reach": reach_table(records, seeds, names, reach),
     }
-
-
-def markdown_refinement(summary: Mapping[str, Any], names: Sequence[str]) -> str:
-    """Two Markdown tables: metrics (mean) per step for each seed, and the steps needed to reach each threshold."""
-    seeds = summary["seeds"]
-    head = ["step"] + [f"{METRIC_LABELS[n]} {'↑' if HIGHER_IS_BETTER[n] else '↓'} ({s})" for n in names for s in seeds]
-    lines = ["| " + " | ".join(head) + " |", "|---:" * len(head) + "|"]
-    for k, step in enumerate(summary["steps"]):
-        cells = [f"{summary['per_step'][s][k]['mean'][n]:.4f}" for n in names for s in seeds]
-        lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    if summary["reach"]:
-        lines += ["", "Steps needed to reach X (first step of the checkpoint grid; `>N`: not within the budget N; "
-                  "median over images, and the fraction of images that reach X):", ""]
-        head = ["metric", "X"] + [f"{SEED_LABELS[s]}: mean curve / median image / reached" for s in seeds]
-        if set(seeds) == set(SEEDS):
-            head.append("speed-up (mean curve)")
-        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-        budget = summary["steps"][-1]
-        for row in summary["reach"]:
-            cells = [METRIC_LABELS[row["metric"]], f"{'≥' if HIGHER_IS_BETTER[row['metric']] else '≤'} "
-                     f"{row['threshold']:g}"]
-            for s in seeds:
-                r = row[s]
-                fmt = lambda v: f">{budget}" if v is None else str(v)
-                cells.append(f"{fmt(r['mean_curve_steps'])} / {fmt(r['median_image_steps'])} / "
-                             f"{100 * r['fraction_reached']:.0f}%")
-            if set(seeds) == set(SEEDS):
-                a, b = row["mean"]["mean_curve_steps"], row["encoder"]["mean_curve_steps"]
-                cells.append("—" if a is None or b is None or a == b == 0 else "∞" if b == 0 else f"{a / b:.1f}×")
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot_refinement(summary: Mapping[str, Any], names: Sequence[str], path: str | Path, title: str = "",
-                    encoder_final: Mapping[str, float] | None = None) -> Path:
-    """One panel per metric: the mean against the refinement step (symlog x axis), one curve per seed, with
-    the encoder's own result as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.1), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        for seed in summary["seeds"]:
-            rows = summary["per_step"][seed]
-            steps = [r["step"] for r in rows]
-            mean = [r["mean"][name] for r in rows]
-            std = [r["std"][name] for r in rows]
-            ax.plot(steps, mean, marker="o", ms=3, label=SEED_LABELS[seed])
-            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
-        if encoder_final is not None and name in encoder_final:
-            ax.axhline(encoder_final[name], color="gray", ls="--", lw=1, label="encoder only")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(left=0, right=max(summary["steps"]) * 1.1)
-        ax.set_title(f"{METRIC_LABELS[name]} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
-        ax.set_xlabel("refinement step")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return path

@@ -23,13 +23,14 @@ from PIL import Image  # noqa: E402
 
 from ..inverter import resize_images  # noqa: E402
 from .metrics import HIGHER_IS_BETTER, METRIC_LABELS  # noqa: E402
-from .refinement import PLOT_FILE as REFINE_PLOT_FILE  # noqa: E402
-from .refinement import SEED_LABELS, markdown_refinement, plot_refinement  # noqa: E402
+from .refinement import SEED_LABELS, SEEDS  # noqa: E402
 
-__all__ = ["make_grid", "plot_metrics", "save_strip", "to_pil", "write_report", "markdown_table"]
+__all__ = ["make_grid", "markdown_refinement", "markdown_table", "plot_metrics", "plot_refinement", "save_strip",
+           "to_pil", "write_report"]
 
 GRID_FILE = "grid.png"
 PLOT_FILE = "plots/metrics_vs_iteration.png"
+REFINE_PLOT_FILE = "plots/refine_quality_vs_steps.png"
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -80,6 +81,11 @@ def plot_metrics(rows: Sequence[Mapping[str, Any]], names: Sequence[str], path: 
         ax.set_xlabel("iteration")
         ax.set_xticks(iters)
         ax.grid(alpha=0.3)
+    return _save_figure(fig, path, title)
+
+
+def _save_figure(fig: Any, path: str | os.PathLike, title: str = "") -> Path:
+    """Title, tight layout, save as PNG (no software tag: same bits for the same figure), close."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -99,6 +105,61 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], names: Sequence[str], with
                  for n in names]
         lines.append(f"| {row['iteration']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def markdown_refinement(summary: Mapping[str, Any], names: Sequence[str]) -> str:
+    """Two Markdown tables: metrics (mean) per step for each seed, and the steps needed to reach each threshold."""
+    seeds = summary["seeds"]
+    head = ["step"] + [f"{METRIC_LABELS[n]} {'↑' if HIGHER_IS_BETTER[n] else '↓'} ({s})" for n in names for s in seeds]
+    lines = ["| " + " | ".join(head) + " |", "|---:" * len(head) + "|"]
+    for k, step in enumerate(summary["steps"]):
+        cells = [f"{summary['per_step'][s][k]['mean'][n]:.4f}" for n in names for s in seeds]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    if summary["reach"]:
+        lines += ["", "Steps needed to reach X (first step of the checkpoint grid; `>N`: not within the budget N; "
+                  "median over images, and the fraction of images that reach X):", ""]
+        head = ["metric", "X"] + [f"{SEED_LABELS[s]}: mean curve / median image / reached" for s in seeds]
+        if set(seeds) == set(SEEDS):
+            head.append("speed-up (mean curve)")
+        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        budget = summary["steps"][-1]
+        for row in summary["reach"]:
+            cells = [METRIC_LABELS[row["metric"]], f"{'≥' if HIGHER_IS_BETTER[row['metric']] else '≤'} "
+                     f"{row['threshold']:g}"]
+            for s in seeds:
+                r = row[s]
+                fmt = lambda v: f">{budget}" if v is None else str(v)
+                cells.append(f"{fmt(r['mean_curve_steps'])} / {fmt(r['median_image_steps'])} / "
+                             f"{100 * r['fraction_reached']:.0f}%")
+            if set(seeds) == set(SEEDS):
+                a, b = row["mean"]["mean_curve_steps"], row["encoder"]["mean_curve_steps"]
+                cells.append("—" if a is None or b is None or a == b == 0 else "∞" if b == 0 else f"{a / b:.1f}×")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_refinement(summary: Mapping[str, Any], names: Sequence[str], path: str | os.PathLike, title: str = "",
+                    encoder_final: Mapping[str, float] | None = None) -> Path:
+    """One panel per metric: the mean against the refinement step (symlog x axis), one curve per seed, with
+    the encoder's own result as a dashed line."""
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.1), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for seed in summary["seeds"]:
+            rows = summary["per_step"][seed]
+            steps = [r["step"] for r in rows]
+            mean = [r["mean"][name] for r in rows]
+            std = [r["std"][name] for r in rows]
+            ax.plot(steps, mean, marker="o", ms=3, label=SEED_LABELS[seed])
+            ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
+        if encoder_final is not None and name in encoder_final:
+            ax.axhline(encoder_final[name], color="gray", ls="--", lw=1, label="encoder only")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0, right=max(summary["steps"]) * 1.1)
+        ax.set_title(f"{METRIC_LABELS[name]} {'↑' if HIGHER_IS_BETTER[name] else '↓'}")
+        ax.set_xlabel("refinement step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save_figure(fig, path, title)
 
 
 def _latency_lines(timing: Mapping[str, Any]) -> list[str]:

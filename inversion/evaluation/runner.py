@@ -41,9 +41,9 @@ from ..data import ImageIdDataset, read_split, render_seeds
 from ..inverter import RESIZE_MODES, Inverter, resize_images
 from ..models import CheckpointError, Generator
 from ..models.loading import torch_load
-from .metrics import HIGHER_IS_BETTER, MetricSuite, package_version
-from .refinement import SEEDS, default_snapshot_steps, markdown_refinement, refine_batch, summarize_refinement
-from .report import markdown_table, save_strip, write_report
+from .metrics import HIGHER_IS_BETTER, MetricSuite, mean_std, package_version
+from .refinement import SEEDS, default_snapshot_steps, refine_batch, summarize_refinement
+from .report import markdown_refinement, markdown_table, save_strip, write_report
 
 __all__ = [
     "FORMAT",
@@ -439,10 +439,8 @@ def summarize(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> lis
     for t in range(num_steps.pop()):
         mean, std = {}, {}
         for name in names:
-            values = [float(r["steps"][t][name]) for r in records]
-            m = math.fsum(values) / len(values)
-            mean[name] = _round(m)
-            std[name] = _round(math.sqrt(math.fsum((v - m) ** 2 for v in values) / len(values)))
+            m, sd = mean_std([float(r["steps"][t][name]) for r in records])
+            mean[name], std[name] = _round(m), _round(sd)
         rows.append({"iteration": t + 1, "mean": mean, "std": std})
     return rows
 
