@@ -133,7 +133,12 @@ def markdown_refinement(summary: Mapping[str, Any], names: Sequence[str]) -> str
                              f"{100 * r['fraction_reached']:.0f}%")
             if set(seeds) == set(SEEDS):
                 a, b = row["mean"]["mean_curve_steps"], row["encoder"]["mean_curve_steps"]
-                cells.append("—" if a is None or b is None or a == b == 0 else "∞" if b == 0 else f"{a / b:.1f}×")
+                if b is None or a == b == 0:
+                    cells.append("—")
+                elif b == 0:
+                    cells.append("∞")
+                else:  # the mean-seeded run may not reach X at all: then at least budget / b
+                    cells.append(f"{a / b:.1f}×" if a is not None else f"> {budget / b:.1f}×")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
