@@ -2,6 +2,7 @@
 
 from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default_transform, id_candidates
 from .generated import SeedDataset, render_seeds
+from .prepare import PreparedDataset, prepare_dataset
 from .sampler import EpochSeededSampler
 from .splits import derive_celebahq_splits, read_split, split_path, splits_dir, write_split
 
@@ -9,11 +10,13 @@ __all__ = [
     "EpochSeededSampler",
     "IMAGE_EXTENSIONS",
     "ImageIdDataset",
+    "PreparedDataset",
     "SeedDataset",
     "collate_skip_none",
     "default_transform",
     "derive_celebahq_splits",
     "id_candidates",
+    "prepare_dataset",
     "read_split",
     "render_seeds",
     "split_path",
