@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--steps", type=int, default=None, help="optimization steps per timed call (20 CUDA, 5 CPU)")
     p.add_argument("--loss-size", type=int, default=None, help="compare images at this size (default: full)")
     p.add_argument("--lpips-weights", default=None, help="torchvision VGG16 features.* weights: add LPIPS-vgg")
+    p.add_argument("--lpips", action="store_true",
+                   help="add LPIPS-vgg with a random VGG16 trunk (same cost as the real one: for timing only)")
     p.add_argument("--repeats", type=int, default=None, help="default: 3 on CUDA, 1 on CPU")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     losses: dict = {"mse": (1.0, MSELoss())}
     if args.lpips_weights:
         losses["lpips"] = (1.0, LPIPSLoss.from_pretrained(args.lpips_weights, net="vgg").to(device))
+    elif args.lpips:
+        losses["lpips"] = (1.0, LPIPSLoss(net="vgg").to(device))
     loss_names = "+".join(losses)
     rows = []
     for batch in batches:

@@ -1,0 +1,112 @@
+"""One entry point for the performance table: training steps, inference latency, W+ optimization and the data
+loader, beside the official pSp / e4e / ReStyle figures and the targets of the performance issue.
+
+    python benchmarks/run.py                 # CUDA: full-size models, 1024 px, random weights; CPU: small sizes
+    python benchmarks/run.py --quick         # fewer repeats (smoke test)
+
+Parts (each also runs alone): ``train_step.py`` (pSp, e4e, ReStyle-pSp-5; batch 8), ``inference.py`` (batch 1
+and 8), ``refine.py`` (W+, MSE + LPIPS-vgg with a random VGG trunk: the cost of the real one; batch 1 and 32),
+``data.py`` (loader alone). Timing: warm-up, then the median of the repeats (>= 20 on CUDA), device synchronised.
+The official column is the issue's anchor (official code, H100 80GB, fp32 + TF32, CUDA ops compiled); it is
+comparable only with a full-size CUDA run. Writes ``benchmarks/results/<device>.json`` with every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import data as data_bench  # noqa: E402
+from benchmarks import inference as inference_bench  # noqa: E402
+from benchmarks import refine as refine_bench  # noqa: E402
+from benchmarks import train_step as train_bench  # noqa: E402
+from benchmarks.common import device_name  # noqa: E402
+
+# (what, unit, official H100 figure, target): from the performance issue
+ANCHORS = {
+    ("train", "pSp"): ("pSp train step, batch 8", "img/s", 33.3, ">= 100"),
+    ("train", "e4e (delta reg, no latent D yet)"): ("e4e train step, batch 8 (no latent D step here)", "img/s",
+                                                    26.9, ">= 80"),
+    ("train", "ReStyle-pSp-5"): ("ReStyle-pSp train step (5 iters), batch 8", "img/s", 7.5, ">= 22"),
+    ("infer", "pSp", 1): ("pSp inference, batch 1", "ms/img", 23.6, "<= 8"),
+    ("infer", "pSp", 8): ("pSp inference, batch 8", "ms/img", 7.37, "<= 2.5"),
+    ("infer", "e4e", 1): ("e4e inference, batch 1", "ms/img", 30.4, "<= 10"),
+    ("infer", "e4e", 8): ("e4e inference, batch 8", "ms/img", 8.10, "<= 2.7"),
+    ("infer", "ReStyle-pSp-5", 1): ("ReStyle-5 inference, batch 1", "ms/img", 151.0, "<= 50"),
+    ("infer", "ReStyle-pSp-5", 8): ("ReStyle-5 inference, batch 8", "ms/img", 39.4, "<= 13"),
+    ("refine", 1): ("W+ optimization (MSE + LPIPS-vgg), batch 1", "ms/img-step", 45.7, "-"),
+    ("refine", 32): ("W+ optimization (MSE + LPIPS-vgg), batch 32", "ms/img-step", None, "<= 4.5"),
+}
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else (f"{value:.1f}" if value >= 10 else f"{value:.2f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="few repeats (smoke test; figures are not for quoting)")
+    p.add_argument("--parts", nargs="+", default=["train", "infer", "refine", "data"],
+                   choices=["train", "infer", "refine", "data"])
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    rep = ["--repeats", "2", "--warmup", "1"] if args.quick else []
+    dev = ["--device", args.device]
+    results: dict = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+                     "full_size": gpu, "quick": args.quick, "parts": {}}
+    table: list[tuple[str, str, float | None, float | None, str]] = []
+    if "train" in args.parts:
+        rows = train_bench.main([*dev, *rep] + ([] if gpu else ["--batch", "2"]))
+        results["parts"]["train"] = rows
+        for r in rows:
+            what, unit, official, target = ANCHORS[("train", r["method"])]
+            table.append((what.replace("batch 8", f"batch {r['batch']}"), unit, r["images_per_s"], official, target))
+    if "infer" in args.parts:
+        rows = inference_bench.main([*dev, *rep, "--batch-sizes", "1", "8" if gpu else "2"])
+        results["parts"]["infer"] = rows
+        for r in rows:
+            what, unit, official, target = ANCHORS[("infer", r["method"], 1 if r["batch"] == 1 else 8)]
+            table.append((what if gpu else f"{what.split(',')[0]}, batch {r['batch']}", unit, r["ms_per_image"],
+                          official, target))
+    if "refine" in args.parts:
+        rows = refine_bench.main([*dev, "--lpips", "--batch-sizes", "1", "32" if gpu else "4",
+                                  *(["--repeats", "1", "--steps", "2"] if args.quick else [])])
+        results["parts"]["refine"] = rows
+        for r in rows:
+            what, unit, official, target = ANCHORS[("refine", 1 if r["batch"] == 1 else 32)]
+            table.append((what if gpu else f"{what.split(',')[0]}, batch {r['batch']}", unit,
+                          r["ms_per_image_step"], official, target))
+    if "data" in args.parts:
+        rows = data_bench.main(["--num-images", "16", "--resolution", "256", "--passes", "1"] if args.quick else [])
+        results["parts"]["data"] = rows
+        for r in rows:
+            table.append((f"data loader: {r['loader']}", "img/s", r["images_per_s"], None, ">= 100 (prepared)"))
+
+    scope = ("full size, 1024 px, random weights" if gpu else
+             "CPU: small generators and slimmed encoders, NOT comparable with the official H100 column")
+    print(f"\n== inversion performance — {results['device']} — {scope}")
+    print(f"{'what':<58}{'unit':>12}{'ours':>10}{'official H100':>15}{'target':>20}")
+    for what, unit, ours, official, target in table:
+        if not gpu:  # the anchors are for full-size models on a GPU
+            official, target = None, "n/a on CPU"
+        print(f"{what:<58}{unit:>12}{_fmt(ours):>10}{_fmt(official):>15}{target:>20}")
+    results["table"] = [dict(zip(("what", "unit", "ours", "official_h100", "target"), row)) for row in table]
+    slug = "".join(c if c.isalnum() else "_" for c in results["device"]).strip("_").lower()
+    path = Path(__file__).parent / "results" / f"{slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
