@@ -35,7 +35,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .checkpoints import atomic_save, load_inverter
-from .inverter import RESIZE_MODES, Inverter, resize_images
+from .inverter import AUTOCAST_DTYPES, RESIZE_MODES, Inverter, resize_images
 from .models import CheckpointError
 
 __all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config", "main"]
@@ -178,6 +178,8 @@ def invert_images(
                         "align": aligner is not None, "refine": refiner is not None, "refine_size": refine_size,
                         "num_iters": num_iters or inverter.num_iters, "encoder_size": inverter.encoder_size,
                         "input_resize_mode": input_resize_mode, "img_resolution": G.img_resolution,
+                        "autocast": None if inverter.autocast is None else str(inverter.autocast).replace("torch.", ""),
+                        "channels_last": inverter.channels_last,
                         "num_ws": G.num_ws, "w_dim": G.w_dim, "noise_mode": noise_mode}
     all_ws: list[torch.Tensor] = []
     grid_rows: list[list[Image.Image]] = []
@@ -290,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="encoder + generator dtype (bfloat16: GPU; refinement always runs in float32)")
+    p.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default=None,
+                   help="fast path: run the inverter under torch.autocast (weights stay float32)")
+    p.add_argument("--channels-last", action="store_true", help="fast path: encoder in channels_last memory format")
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   help="fast path: torch.compile the encoder and generator (default, reduce-overhead, max-autotune)")
     p.add_argument("--input-resize-mode", choices=RESIZE_MODES, default="bilinear_antialias")
     p.add_argument("--grid-images", type=int, default=16)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
@@ -308,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--refine needs --dtype float32 (refinement optimises latents in float32)")
         inverter = load_inverter(args.checkpoint, device=device, dtype=dtype if dtype != torch.float32 else None,
                                  generator_path=args.generator_path)
+        inverter.set_fast_path(autocast=args.autocast, channels_last=args.channels_last, compile=args.compile)
         refiner = None
         if args.refine not in (None, "none"):
             from .refine import build_refiner

@@ -15,8 +15,9 @@ from torch import nn
 
 from .models.stylegan2 import Generator
 
-__all__ = ["InversionResult", "InversionStep", "Inverter", "resize_images", "RESIZE_MODES"]
+__all__ = ["AUTOCAST_DTYPES", "InversionResult", "InversionStep", "Inverter", "resize_images", "RESIZE_MODES"]
 
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 RESIZE_MODES = ("adaptive_avg", "area", "bilinear_antialias", "bilinear", "bicubic_antialias", "nearest")
 
 
@@ -96,6 +97,8 @@ class Inverter(nn.Module):
         self.encoder_size = encoder_size
         self.resize_mode = resize_mode
         self.detach_steps = detach_steps
+        self.autocast: torch.dtype | None = None  # fast path (set_fast_path): the loop under torch.autocast
+        self.channels_last = False  # fast path: encoder inputs in NHWC memory format
         G = generator
         if latent_avg is None:
             latent_avg = G.w_avg
@@ -132,6 +135,30 @@ class Inverter(nn.Module):
         self._avg_image = None
         return super()._load_from_state_dict(*args, **kwargs)
 
+    def set_fast_path(
+        self,
+        *,
+        autocast: str | torch.dtype | None = None,  # "bfloat16" / "float16": run invert() under torch.autocast.
+        channels_last: bool = False,  # Encoder weights and inputs in channels_last (NHWC) memory format.
+        compile: str | None = None,  # torch.compile mode for the encoder and generator.synthesis ("default",
+        # "reduce-overhead" = CUDA graphs, "max-autotune"); None: eager.
+    ) -> Inverter:
+        """Optional speed switches for inference, all off by default (the plain fp32 path is what tests check;
+        ``tests/test_fast_path.py`` bounds the difference). Returns ``self``."""
+        if isinstance(autocast, str):
+            if autocast not in AUTOCAST_DTYPES:
+                raise ValueError(f"autocast={autocast!r}; choose one of {sorted(AUTOCAST_DTYPES)} or None")
+            autocast = AUTOCAST_DTYPES[autocast]
+        self.autocast = autocast
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+        if compile is not None:
+            self.encoder = torch.compile(self.encoder, mode=compile)
+            self.generator.synthesis = torch.compile(self.generator.synthesis, mode=compile)
+        self._avg_image = None
+        return self
+
     def invert(
         self,
         x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size.
@@ -141,7 +168,6 @@ class Inverter(nn.Module):
         render: bool = True,  # False: skip the final step's image (its .images is None), e.g. for latents only.
     ) -> InversionResult:
         """Run the encoder (once, or ``num_iters`` residual steps) and the generator."""
-        n = x.shape[0]
         assert x.ndim == 4 and x.shape[1] == 3, f"x must be [N, 3, H, W], got {tuple(x.shape)}"
         if x.shape[-1] != self.encoder_size or x.shape[-2] != self.encoder_size:
             raise ValueError(
@@ -151,6 +177,16 @@ class Inverter(nn.Module):
         iters = self.num_iters if num_iters is None else num_iters
         if iters > 1 and not self.residual:
             raise ValueError("num_iters > 1 needs a residual (ReStyle) inverter")
+        if self.autocast is not None:
+            with torch.autocast(device_type=x.device.type, dtype=self.autocast):
+                return self._invert(x, iters, noise_mode, ws_init, render)
+        return self._invert(x, iters, noise_mode, ws_init, render)
+
+    def _invert(self, x: torch.Tensor, iters: int, noise_mode: str, ws_init: torch.Tensor | None,
+                render: bool) -> InversionResult:
+        n = x.shape[0]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         G = self.generator
         result = InversionResult()
         if not self.residual:

@@ -323,3 +323,14 @@ def test_encoder_seeded_refinement_reaches_a_threshold_sooner_on_the_demo(tmp_pa
     assert row["metric"] == "l2" and row["threshold"] == 0.03
     steps_enc, steps_mean = row["encoder"]["mean_curve_steps"], row["mean"]["mean_curve_steps"]
     assert steps_enc is not None and (steps_mean is None or steps_enc < steps_mean), row
+
+
+def test_fast_path_is_recorded_and_close_to_fp32(tmp_path, restyle_ckpt):
+    base = [f"checkpoint={restyle_ckpt}", "eval_data.split=smoke", "batch_size=4", *FAST]
+    plain = evaluate(_cfg([*base, f"out_dir={tmp_path / 'fp32'}"]))
+    fast = evaluate(_cfg([*base, f"out_dir={tmp_path / 'bf16'}", "fast.autocast=bfloat16", "fast.channels_last=true"]))
+    assert fast["protocol"]["fast_path"] == {"autocast": "bfloat16", "channels_last": True, "compile": None}
+    assert plain["protocol"]["fast_path"] == {"autocast": None, "channels_last": False, "compile": None}
+    a, b = plain["metrics"]["final"], fast["metrics"]["final"]
+    assert abs(a["l2"] - b["l2"]) < 0.02 * a["l2"] and abs(a["psnr"] - b["psnr"]) < 0.2
+    assert "autocast bfloat16" in json.loads((tmp_path / "bf16" / "timing.json").read_text())["dtype"]

@@ -225,3 +225,8 @@ def test_bfloat16_inverter_matches_float32(tmp_path, demo_export, generated):
     r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"]), "--output",
              str(tmp_path / "o"), "--dtype", "bfloat16", "--refine", "image2stylegan")
     assert r.returncode == 2 and "--dtype float32" in r.stderr
+    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"] / "seed5000.png"),
+             "--output", str(tmp_path / "fast"), "--autocast", "bfloat16", "--channels-last", "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    settings = json.loads((tmp_path / "fast" / "summary.json").read_text())["settings"]
+    assert settings["autocast"] == "bfloat16" and settings["channels_last"] and settings["dtype"] == "float32"

@@ -554,6 +554,7 @@ def _protocol(cfg: DictConfig, inverter: Inverter, refinement: Refinement | None
         "value_ranges": "L2 and LPIPS on [-1, 1]; PSNR and MS-SSIM on [0, 1] with data_range=1",
         "averaging": "arithmetic mean over images of the per-image values (std: population std)",
         "noise_mode": str(cfg.noise_mode),
+        "fast_path": _container(cfg.get("fast")) or {},
         "refine": None if refinement is None else {
             "config": OmegaConf.to_container(cfg.refine, resolve=True),
             "seeds": list(refinement.seeds),
@@ -602,6 +603,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     folder = _folder_dataset(cfg, ids) if cfg.eval_data.kind == "folder" else None  # missing ids: before any work
 
     inverter = load_checkpoint(str(cfg.checkpoint), cfg.get("generator_path"), device)
+    fast = _container(cfg.get("fast")) or {}
+    inverter.set_fast_path(**fast)
     check_generator(inverter, _container(cfg.eval_data.get("expect")), str(cfg.checkpoint), str(cfg.eval_data.name))
     if cfg.eval_data.kind == "seeds":
         base: Dataset = SeedImages(inverter.generator, ids, float(cfg.eval_data.get("truncation_psi", 1.0)))
@@ -654,7 +657,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         _write_refine_csv(out_dir / "per_image_refine.csv", records, refinement.seeds, names)
 
     timing: dict[str, Any] = {"device": str(device), "device_name": _device_description(device),
-                              "torch_threads": torch.get_num_threads(), "dtype": "float32",
+                              "torch_threads": torch.get_num_threads(),
+                              "dtype": "float32" if inverter.autocast is None else
+                              f"float32 weights, autocast {str(inverter.autocast).replace('torch.', '')}",
                               "images_computed": computed, "images_cached": cached,
                               "evaluation_wall_seconds": wall}
     if cfg.latency.enabled:

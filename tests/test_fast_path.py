@@ -1,0 +1,54 @@
+"""The inverter's optional fast paths against the plain fp32 path (the correctness guard of the performance
+work): autocast bf16 within 1% relative error on images and latents, channels_last equal up to round-off."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from inversion import encoders as E
+from inversion.inverter import Inverter
+from inversion.models import demo_generator
+
+TINY = [16, 16, 32, 32]
+
+
+def _inverters():
+    G = demo_generator()
+    torch.manual_seed(0)
+    kw = dict(num_ws=G.num_ws, w_dim=G.w_dim, input_size=64, channels=TINY)
+    psp = Inverter(encoder=E.GradualStyleEncoder(**kw).eval(), generator=G, encoder_size=64)
+    restyle = Inverter(encoder=E.BackboneEncoder(**kw).eval(), generator=G, num_iters=3, residual=True,
+                       encoder_size=64)
+    return {"pSp": psp, "ReStyle-3": restyle}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+@pytest.mark.parametrize("name", ["pSp", "ReStyle-3"])
+def test_fast_paths_match_the_plain_fp32_path(name):
+    plain = _inverters()[name]
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        ref = plain.invert(x)
+        bf16 = copy.deepcopy(plain).set_fast_path(autocast="bfloat16").invert(x)
+        nhwc = copy.deepcopy(plain).set_fast_path(channels_last=True).invert(x)
+        both = copy.deepcopy(plain).set_fast_path(autocast="bfloat16", channels_last=True).invert(x)
+    for out in (bf16, both):  # bf16 guard: relative error <= 1e-2 on images (and on ws), every ReStyle step
+        for step, ref_step in zip(out.steps, ref.steps):
+            assert _rel(step.images, ref_step.images) <= 1e-2 and _rel(step.ws, ref_step.ws) <= 1e-2
+        assert _rel(out.images, ref.images) > 0  # bf16 really ran
+    for step, ref_step in zip(nhwc.steps, ref.steps):
+        torch.testing.assert_close(step.images, ref_step.images, rtol=1e-5, atol=1e-5)
+    assert plain.autocast is None and not plain.channels_last  # the default stays plain fp32
+
+
+def test_fast_path_switches_are_validated():
+    inv = _inverters()["pSp"]
+    with pytest.raises(ValueError, match="autocast"):
+        inv.set_fast_path(autocast="int8")
+    assert inv.set_fast_path(autocast=torch.bfloat16).autocast == torch.bfloat16
