@@ -10,6 +10,7 @@ median of repeats; writes benchmarks/results/inference-<device>.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -39,7 +40,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None,
+                   help="fast path (Inverter.set_fast_path)")
+    p.add_argument("--channels-last", action="store_true", help="fast path: encoder in channels_last")
+    p.add_argument("--compile", default=None, metavar="MODE", help="fast path: torch.compile mode")
     args = p.parse_args(argv)
+    fast = {"autocast": args.autocast, "channels_last": args.channels_last, "compile": args.compile}
+    use_fast = any(v for v in fast.values())
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     res = args.resolution or (1024 if gpu else 64)
@@ -62,6 +69,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)
         inv = Inverter(encoder=enc, generator=G, num_iters=iters, residual=iters > 1, encoder_size=enc_size)
         inv = inv.eval().requires_grad_(False).to(device)
+        guard = None
+        if use_fast:  # correctness guard: the fast path against the plain fp32 path on the same input
+            x = torch.rand(batches[0], 3, enc_size, enc_size, device=device) * 2 - 1
+            with torch.no_grad():
+                ref = inv.invert(x).images.float()
+                fast_images = copy.deepcopy(inv).set_fast_path(**fast).invert(x).images.float()
+            guard = float((fast_images - ref).norm() / ref.norm())
+            inv = copy.deepcopy(inv).set_fast_path(**fast)
         for batch in batches:
             x = torch.rand(batch, 3, enc_size, enc_size, device=device) * 2 - 1
 
@@ -72,15 +87,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
             reset_peak_memory(device)
             t = time_fn(run, device, warmup=warmup, repeats=repeats)
             rows.append({"method": name, "batch": batch, "resolution": res, "encoder_size": enc_size,
-                         "width": width, "ms_per_image": 1e3 * t["median_s"] / batch,
+                         "width": width, "ms_per_image": 1e3 * t["median_s"] / batch, "fast_path": fast,
+                         "rel_error_vs_fp32": guard,
                          "peak_gib": peak_memory_gib(device), **t})
         del inv, enc
-    print(f"Inversion latency, generator {res} px, encoder {enc_size} px, width x{width}, fp32 — {device_name(device)}")
-    print(f"{'method':<16}{'batch':>6}{'ms/image':>12}{'peak GiB':>10}")
+    mode = "fp32" if not use_fast else ", ".join(f"{k}={v}" for k, v in fast.items() if v)
+    print(f"Inversion latency, generator {res} px, encoder {enc_size} px, width x{width}, {mode} — "
+          f"{device_name(device)}")
+    print(f"{'method':<16}{'batch':>6}{'ms/image':>12}{'peak GiB':>10}{'rel err vs fp32':>17}")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
-        print(f"{r['method']:<16}{r['batch']:>6}{r['ms_per_image']:>12.1f}{peak:>10}")
-    print(f"wrote {save_results('inference', device, rows)}")
+        err = "-" if r["rel_error_vs_fp32"] is None else f"{r['rel_error_vs_fp32']:.2e}"
+        print(f"{r['method']:<16}{r['batch']:>6}{r['ms_per_image']:>12.1f}{peak:>10}{err:>17}")
+    name = "inference" if not use_fast else "inference-" + "".join(c if c.isalnum() else "_" for c in mode)
+    print(f"wrote {save_results(name, device, rows)}")
     return rows
 
 

@@ -56,22 +56,34 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="few repeats (smoke test; figures are not for quoting)")
     p.add_argument("--parts", nargs="+", default=["train", "infer", "refine", "data"],
                    choices=["train", "infer", "refine", "data"])
+    p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None, help="fast path for train + infer")
+    p.add_argument("--channels-last", action="store_true", help="fast path for train + infer")
+    p.add_argument("--compile", default=None, metavar="MODE", help="fast path for infer (torch.compile mode)")
+    p.add_argument("--sweep", action="store_true",
+                   help="train + infer once per fast-path setting (SWEEP), one comparison table; nothing else")
     args = p.parse_args(argv)
+    if args.sweep:
+        return sweep(args.device, quick=args.quick)
+    fast = [*(["--autocast", args.autocast] if args.autocast else []),
+            *(["--channels-last"] if args.channels_last else [])]
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     rep = ["--repeats", "2", "--warmup", "1"] if args.quick else []
     dev = ["--device", args.device]
     results: dict = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-                     "full_size": gpu, "quick": args.quick, "parts": {}}
+                     "full_size": gpu, "quick": args.quick, "parts": {},
+                     "fast_path": {"autocast": args.autocast, "channels_last": args.channels_last,
+                                   "compile": args.compile}}
     table: list[tuple[str, str, float | None, float | None, str]] = []
     if "train" in args.parts:
-        rows = train_bench.main([*dev, *rep] + ([] if gpu else ["--batch", "2"]))
+        rows = train_bench.main([*dev, *rep, *fast] + ([] if gpu else ["--batch", "2"]))
         results["parts"]["train"] = rows
         for r in rows:
             what, unit, official, target = ANCHORS[("train", r["method"])]
             table.append((what.replace("batch 8", f"batch {r['batch']}"), unit, r["images_per_s"], official, target))
     if "infer" in args.parts:
-        rows = inference_bench.main([*dev, *rep, "--batch-sizes", "1", "8" if gpu else "2"])
+        rows = inference_bench.main([*dev, *rep, *fast, *(["--compile", args.compile] if args.compile else []),
+                                     "--batch-sizes", "1", "8" if gpu else "2"])
         results["parts"]["infer"] = rows
         for r in rows:
             what, unit, official, target = ANCHORS[("infer", r["method"], 1 if r["batch"] == 1 else 8)]
@@ -102,6 +114,56 @@ def main(argv: list[str] | None = None) -> dict:
     results["table"] = [dict(zip(("what", "unit", "ours", "official_h100", "target"), row)) for row in table]
     slug = "".join(c if c.isalnum() else "_" for c in results["device"]).strip("_").lower()
     path = Path(__file__).parent / "results" / f"{slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+    return results
+
+
+# fast-path settings measured by --sweep: (label, train flags, inference flags); compile only on CUDA
+SWEEP = [
+    ("fp32", [], []),
+    ("channels_last", ["--channels-last"], ["--channels-last"]),
+    ("bf16 autocast", ["--autocast", "bfloat16"], ["--autocast", "bfloat16"]),
+    ("bf16 + channels_last", ["--autocast", "bfloat16", "--channels-last"],
+     ["--autocast", "bfloat16", "--channels-last"]),
+    ("compile (reduce-overhead)", None, ["--compile", "reduce-overhead"]),
+]
+
+
+def sweep(device_arg: str, quick: bool = False) -> dict:
+    """Every SWEEP setting on the train and inference parts: one table of img/s (train) and ms/img (infer) per
+    setting, with each setting's correctness guard (relative error against fp32)."""
+    device = torch.device(device_arg)
+    gpu = device.type == "cuda"
+    rep = ["--repeats", "2", "--warmup", "1"] if quick else []
+    dev = ["--device", device_arg]
+    columns: dict[str, dict[str, tuple[float, float | None]]] = {}
+    for label, train_flags, infer_flags in SWEEP:
+        if label.startswith("compile") and not gpu:
+            continue
+        col: dict[str, tuple[float, float | None]] = {}
+        if train_flags is not None:
+            for r in train_bench.main([*dev, *rep, *train_flags] + ([] if gpu else ["--batch", "2"])):
+                col[f"train {r['method'].split(' ')[0]}, batch {r['batch']} (img/s)"] = (
+                    r["images_per_s"], r["loss_rel_error_vs_fp32"])
+        for r in inference_bench.main([*dev, *rep, *infer_flags, "--batch-sizes", "1", "8" if gpu else "2"]):
+            col[f"infer {r['method']}, batch {r['batch']} (ms/img)"] = (r["ms_per_image"], r["rel_error_vs_fp32"])
+        columns[label] = col
+    rows = list(dict.fromkeys(k for col in columns.values() for k in col))
+    print(f"\n== fast-path sweep — {device_name(device)} (value; relative error vs fp32 in brackets)")
+    print(f"{'':<42}" + "".join(f"{label:>28}" for label in columns))
+    for row in rows:
+        cells = []
+        for col in columns.values():
+            value, err = col.get(row, (None, None))
+            cells.append("-" if value is None else f"{_fmt(value)}" + ("" if err is None else f" [{err:.1e}]"))
+        print(f"{row:<42}" + "".join(f"{c:>28}" for c in cells))
+    results = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+               "quick": quick, "sweep": {label: {k: {"value": v, "rel_error_vs_fp32": e} for k, (v, e) in col.items()}
+                                         for label, col in columns.items()}}
+    slug = "".join(c if c.isalnum() else "_" for c in results["device"]).strip("_").lower()
+    path = Path(__file__).parent / "results" / f"sweep-{slug}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")

@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None,
+                   help="fast path: inversion + losses under torch.autocast (Lightning's precision=bf16-mixed)")
+    p.add_argument("--channels-last", action="store_true", help="fast path: encoder and loss networks in NHWC")
     args = p.parse_args(argv)
+    amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     res, batch = args.resolution or (1024 if gpu else 64), args.batch or (8 if gpu else 2)
@@ -83,24 +87,42 @@ def main(argv: list[str] | None = None) -> list[dict]:
         opt = module.configure_optimizers()
         x = torch.rand(batch, 3, enc_size, enc_size, device=device) * 2 - 1
 
-        def step(module=module, opt=opt, x=x):
+        def loss(module=module, x=x, amp=amp):
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                return module.compute_losses(module.inverter.invert(x), {"image": x})[0]
+
+        guard = None
+        if amp is not None or args.channels_last:  # correctness guard: the loss against the plain fp32 path
+            with torch.no_grad():
+                ref = float(loss(amp=None))
+                if args.channels_last:
+                    module.inverter.set_fast_path(channels_last=True)
+                    for m in module.loss_terms.values():
+                        m.to(memory_format=torch.channels_last)
+                guard = abs(float(loss()) - ref) / abs(ref)
+
+        def step(module=module, opt=opt, loss=loss):
             opt.zero_grad(set_to_none=True)
-            total, _ = module.compute_losses(module.inverter.invert(x), {"image": x})
-            total.backward()
+            loss().backward()
             opt.step()
 
         reset_peak_memory(device)
         t = time_fn(step, device, warmup=warmup, repeats=repeats)
         rows.append({"method": name, "batch": batch, "resolution": res, "encoder_size": enc_size, "width": width,
                      "s_per_step": t["median_s"], "images_per_s": batch / t["median_s"],
-                     "peak_gib": peak_memory_gib(device), **t})
+                     "peak_gib": peak_memory_gib(device), "autocast": args.autocast,
+                     "channels_last": args.channels_last, "loss_rel_error_vs_fp32": guard, **t})
         del module, opt, inv, enc
-    print(f"Training step, generator {res} px, batch {batch}, width x{width}, fp32 — {device_name(device)}")
-    print(f"{'method':<34}{'s/step':>9}{'img/s':>9}{'peak GiB':>10}")
+    mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []), *(["channels_last"] if args.channels_last
+                                                                         else [])]) or "fp32"
+    print(f"Training step, generator {res} px, batch {batch}, width x{width}, {mode} — {device_name(device)}")
+    print(f"{'method':<34}{'s/step':>9}{'img/s':>9}{'peak GiB':>10}{'loss rel err':>14}")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
-        print(f"{r['method']:<34}{r['s_per_step']:>9.3f}{r['images_per_s']:>9.1f}{peak:>10}")
-    print(f"wrote {save_results('train_step', device, rows)}")
+        err = "-" if r["loss_rel_error_vs_fp32"] is None else f"{r['loss_rel_error_vs_fp32']:.2e}"
+        print(f"{r['method']:<34}{r['s_per_step']:>9.3f}{r['images_per_s']:>9.1f}{peak:>10}{err:>14}")
+    name = "train_step" if mode == "fp32" else "train_step-" + "".join(c if c.isalnum() else "_" for c in mode)
+    print(f"wrote {save_results(name, device, rows)}")
     return rows
 
 
