@@ -1,45 +1,71 @@
-"""Training-step throughput: images/s and peak memory for pSp, e4e and ReStyle-pSp steps (random weights).
+"""Training-step throughput: images/s and peak memory of the pSp, e4e and ReStyle-pSp steps train.py runs.
 
     python benchmarks/train_step.py                 # 1024 px generator, batch 8, full-size nets on CUDA
     python benchmarks/train_step.py --device cpu    # slimmed models at 64 px so it runs anywhere
+    python benchmarks/train_step.py --autocast bfloat16 --channels-last    # a fast path, with its guard
 
-One step = inversion (encoder + frozen generator; ReStyle: 5 steps, no gradient across steps) + the README
-ffhq_encode losses (L2 + LPIPS-alex + ArcFace ID, random weights) + backward to the encoder + Adam step, through
-the same ``InversionModule.compute_losses`` that train.py uses. e4e here has its delta regulariser but not yet
-its latent discriminator step. Writes benchmarks/results/train_step-<device>.json.
+Each method is trained by a real Lightning ``Trainer`` for warm-up + repeats steps on random images (random
+weights everywhere), and a callback times every training step (device synchronised); the median step after
+warm-up is reported (and the mean: e4e's R1 penalty runs every 16th step). One step = what train.py does:
+inversion (encoder + frozen generator; ReStyle: 5 steps, no gradient across steps) + the README ffhq_encode
+losses (L2 + LPIPS-alex + ArcFace ID) + backward to the encoder + Adam; e4e (``E4EModule``, all deltas) adds
+its latent discriminator step, R1 every 16 steps, the adversarial term and delta regularisation. ``--autocast``
+maps to Lightning's ``precision="bf16-mixed"``. Writes benchmarks/results/train_step[-<fast path>]-<device>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
+import warnings
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_name, peak_memory_gib, reset_peak_memory, save_results, time_fn  # noqa: E402
+from benchmarks.common import device_name, peak_memory_gib, reset_peak_memory, save_results, sync  # noqa: E402
 from inversion import encoders as E  # noqa: E402
 from inversion.inverter import Inverter  # noqa: E402
-from inversion.losses import DeltaRegLoss, IDLoss, LPIPSLoss, MSELoss  # noqa: E402
+from inversion.losses import IDLoss, LPIPSLoss, MSELoss  # noqa: E402
 from inversion.models import Generator  # noqa: E402
-from inversion.training import InversionModule, LossTerm  # noqa: E402
+from inversion.training import E4EModule, InversionModule, LossTerm  # noqa: E402
 
-METHODS = {  # name: (encoder class, input channels, ReStyle steps, extra losses)
-    "pSp": (E.GradualStyleEncoder, 3, 1, {}),
-    "e4e (delta reg, no latent D yet)": (E.Encoder4Editing, 3, 1, {"delta_reg": (2e-4, "delta")}),
-    "ReStyle-pSp-5": (E.BackboneEncoder, 6, 5, {}),
+METHODS = {  # name: (encoder class, input channels, ReStyle steps, LightningModule class and its extra arguments)
+    "pSp": (E.GradualStyleEncoder, 3, 1, InversionModule, {}),
+    "e4e": (E.Encoder4Editing, 3, 1, E4EModule, {"adv_weight": 0.1, "d_reg_every": 16, "delta_reg_weight": 2e-4,
+                                                 "progressive_start": None}),
+    "ReStyle-pSp-5": (E.BackboneEncoder, 6, 5, InversionModule, {}),
 }
 
 
-class _DeltaReg(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.loss = DeltaRegLoss()
+class StepTimer(pl.Callback):
+    """Wall time of every training step (batch start to batch end), the device synchronised at both ends."""
 
-    def forward(self, ws, _avg):
-        return self.loss(ws, stage=ws.shape[1] - 1)
+    def __init__(self, device: torch.device):
+        self.device, self.times, self._t0 = device, [], 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        sync(self.device)
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        sync(self.device)
+        self.times.append(time.perf_counter() - self._t0)
+
+
+class RandomImages(torch.utils.data.Dataset):
+    def __init__(self, n: int, size: int):
+        self.images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i]}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -52,7 +78,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None,
-                   help="fast path: inversion + losses under torch.autocast (Lightning's precision=bf16-mixed)")
+                   help="fast path: Lightning precision bf16-mixed / 16-mixed")
     p.add_argument("--channels-last", action="store_true", help="fast path: encoder and loss networks in NHWC")
     args = p.parse_args(argv)
     amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
@@ -69,9 +95,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     G = Generator(img_resolution=res, **gen_kw).eval().requires_grad_(False).to(device)
     channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
     id_pool = 112 if gpu else 32
+    data = RandomImages(batch * (warmup + repeats), enc_size)
     rows = []
     for name in args.methods:
-        cls, nc, iters, extra = METHODS[name]
+        cls, nc, iters, module_cls, extra = METHODS[name]
         enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)
         inv = Inverter(encoder=enc, generator=G, num_iters=iters, residual=iters > 1, encoder_size=enc_size)
         losses = {
@@ -80,39 +107,43 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "id": LossTerm(0.1, IDLoss(pool_size=id_pool, crop=None if not gpu else (35, 223, 32, 220),
                                        resize_to=256 if gpu else None, channels=channels)),
         }
-        for k, (w, _) in extra.items():
-            losses[k] = LossTerm(w, _DeltaReg(), inputs="ws_avg")
-        module = InversionModule(inverter=inv, losses=losses, optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-4),
-                                 loss_size=256 if gpu else enc_size, image_every_n_steps=0).to(device).train()
-        opt = module.configure_optimizers()
-        x = torch.rand(batch, 3, enc_size, enc_size, device=device) * 2 - 1
-
-        def loss(module=module, x=x, amp=amp):
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                return module.compute_losses(module.inverter.invert(x), {"image": x})[0]
+        module = module_cls(inverter=inv, losses=losses, optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-4),
+                            loss_size=256 if gpu else enc_size, image_every_n_steps=0, **extra).to(device)
 
         guard = None
         if amp is not None or args.channels_last:  # correctness guard: the loss against the plain fp32 path
+            x = data.images[:batch].to(device)
             with torch.no_grad():
-                ref = float(loss(amp=None))
+                ref = float(module.compute_losses(module.inverter.invert(x), {"image": x})[0])
                 if args.channels_last:
                     module.inverter.set_fast_path(channels_last=True)
                     for m in module.loss_terms.values():
                         m.to(memory_format=torch.channels_last)
-                guard = abs(float(loss()) - ref) / abs(ref)
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    fast = float(module.compute_losses(module.inverter.invert(x), {"image": x})[0])
+            guard = abs(fast - ref) / abs(ref)
 
-        def step(module=module, opt=opt, loss=loss):
-            opt.zero_grad(set_to_none=True)
-            loss().backward()
-            opt.step()
-
+        timer = StepTimer(device)
+        precision = {None: "32-true", torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}[amp]
+        trainer = pl.Trainer(accelerator="gpu" if gpu else "cpu", devices=1, max_steps=warmup + repeats,
+                             precision=precision, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                             num_sanity_val_steps=0, callbacks=[timer])
+        loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=False, pin_memory=gpu)
         reset_peak_memory(device)
-        t = time_fn(step, device, warmup=warmup, repeats=repeats)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Lightning's advice on workers / logging for this synthetic run
+            trainer.fit(module, train_dataloaders=loader)
+        times = timer.times[warmup:]
+        median = statistics.median(times)
         rows.append({"method": name, "batch": batch, "resolution": res, "encoder_size": enc_size, "width": width,
-                     "s_per_step": t["median_s"], "images_per_s": batch / t["median_s"],
+                     "s_per_step": median, "images_per_s": batch / median,
+                     "images_per_s_mean_step": batch / statistics.fmean(times),
                      "peak_gib": peak_memory_gib(device), "autocast": args.autocast,
-                     "channels_last": args.channels_last, "loss_rel_error_vs_fp32": guard, **t})
-        del module, opt, inv, enc
+                     "channels_last": args.channels_last, "loss_rel_error_vs_fp32": guard,
+                     "median_s": median, "min_s": min(times), "max_s": max(times), "repeats": len(times),
+                     "warmup": warmup, "timing": "Lightning Trainer.fit, per training step, device synchronised"})
+        del module, inv, enc, trainer
     mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []), *(["channels_last"] if args.channels_last
                                                                          else [])]) or "fp32"
     print(f"Training step, generator {res} px, batch {batch}, width x{width}, {mode} — {device_name(device)}")
