@@ -9,7 +9,8 @@ For every readable image (optionally FFHQ-aligned first, with ``--align``): the 
 * ``reconstructions/<name>.png`` at the generator's resolution (``refined/<name>.png`` with ``--refine``);
 * ``aligned/<name>.png`` with ``--align``: what the encoder saw;
 * ``grid.png``: input | reconstruction (| refined), one row per image (the first ``--grid-images``);
-* ``summary.json``: settings, processed images, every skipped file with its reason, timings.
+* ``summary.json``: settings, processed images, every skipped file with its reason, timings (rewritten after
+  every batch; ``"finished": true`` once the run is complete).
 
 Unreadable or non-image files and, with ``--align``, images without a face are reported (stderr and
 ``summary.json``) and skipped; everything else is still written. Exit status: 0 when at least one image was
@@ -245,6 +246,7 @@ def invert_images(
             all_ws.append(final_ws[j].cpu())
             summary.processed.append({"name": name, "source": str(path)})
         bar.update(len(ready))
+        _write_summary(out, summary, finished=False)  # a crash later loses nothing written so far
     bar.close()
 
     if all_ws:
@@ -254,8 +256,15 @@ def invert_images(
                      "checkpoint": checkpoint, "refined": refiner is not None}, out / "latents.pt")
         np.save(out / "latents.npy", stacked.numpy().astype(np.float32))
         _save_grid(grid_rows, out / "grid.png")
-    (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    _write_summary(out, summary, finished=True)
     return summary
+
+
+def _write_summary(out: Path, summary: InvertSummary, finished: bool) -> None:
+    """``summary.json``, atomically: after every batch (``finished: false``) and at the end."""
+    tmp = out / f".summary.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({**summary.as_dict(), "finished": finished}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "summary.json")
 
 
 def _save_grid(rows: Sequence[Sequence[Image.Image]], path: Path, pad: int = 2) -> None:

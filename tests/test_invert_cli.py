@@ -55,7 +55,7 @@ def test_round_trip_on_the_demo_writes_everything_and_skips_bad_files(tmp_path, 
              "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["num_processed"] == len(SEEDS) and summary["num_skipped"] == 3
+    assert summary["num_processed"] == len(SEEDS) and summary["num_skipped"] == 3 and summary["finished"]
     reasons = {Path(s["file"]).name: s["reason"] for s in summary["skipped"]}
     assert set(reasons) == {"broken.png", "notes.txt", "missing.png"}
     assert "not a readable image" in reasons["broken.png"] and "no such file" in reasons["missing.png"]
