@@ -28,7 +28,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeats", type=int, default=None, help="default: 20 on CUDA, 3 on CPU")
     p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--unfused-modconv", action="store_true",
+                   help="modulated convs as activation scaling + shared conv + demodulation (Generator.set_modconv)")
+    p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None, help="run under torch.autocast")
     args = p.parse_args(argv)
+    amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     res = args.resolution or (1024 if on_gpu else 64)
@@ -39,18 +43,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    G = Generator(img_resolution=res).eval().requires_grad_(False).to(device)
+    G = Generator(img_resolution=res).eval().requires_grad_(False).to(device).set_modconv(not args.unfused_modconv)
+    ctx = lambda: torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     rows = []
     for batch in args.batch_sizes:
         ws = G.mapping(torch.randn(batch, G.z_dim, device=device)).detach()
 
         def fwd(ws=ws):
-            with torch.no_grad():
+            with torch.no_grad(), ctx():
                 G.synthesis(ws)
 
         def fwd_bwd(ws=ws):
             w = ws.clone().requires_grad_(True)
-            G.synthesis(w).square().mean().backward()
+            with ctx():
+                out = G.synthesis(w)
+            out.float().square().mean().backward()
+
+        guard = None
+        if amp is not None or args.unfused_modconv:  # correctness guard: against the plain fused fp32 generator
+            with torch.no_grad():
+                with ctx():
+                    fast = G.synthesis(ws).float()
+                G.set_modconv(True)
+                fwd_out = G.synthesis(ws)
+                G.set_modconv(not args.unfused_modconv)
+            guard = float((fast - fwd_out).norm() / fwd_out.norm())
 
         for name, fn in (("forward", fwd), ("forward+backward to ws", fwd_bwd)):
             reset_peak_memory(device)
@@ -58,14 +75,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append({
                 "what": name, "resolution": res, "batch": batch,
                 "ms_per_batch": 1e3 * t["median_s"], "ms_per_image": 1e3 * t["median_s"] / batch,
-                "peak_gib": peak_memory_gib(device), **t,
+                "peak_gib": peak_memory_gib(device), "rel_error_vs_fp32": guard,
+                "fused_modconv": not args.unfused_modconv, "autocast": args.autocast, **t,
             })
-    print(f"StyleGAN2 config-f generator, {res} px, fp32, random weights — {device_name(device)}")
-    print(f"{'what':<26}{'batch':>6}{'ms/batch':>12}{'ms/image':>12}{'peak GiB':>10}")
+    mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []),
+                       *(["unfused modconv"] if args.unfused_modconv else [])]) or "fp32"
+    print(f"StyleGAN2 config-f generator, {res} px, {mode}, random weights — {device_name(device)}")
+    print(f"{'what':<26}{'batch':>6}{'ms/batch':>12}{'ms/image':>12}{'peak GiB':>10}{'rel err':>10}")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
-        print(f"{r['what']:<26}{r['batch']:>6}{r['ms_per_batch']:>12.1f}{r['ms_per_image']:>12.1f}{peak:>10}")
-    path = save_results("generator", device, rows)
+        err = "-" if r["rel_error_vs_fp32"] is None else f"{r['rel_error_vs_fp32']:.1e}"
+        print(f"{r['what']:<26}{r['batch']:>6}{r['ms_per_batch']:>12.1f}{r['ms_per_image']:>12.1f}{peak:>10}{err:>10}")
+    name = "generator" if mode == "fp32" else "generator-" + "".join(c if c.isalnum() else "_" for c in mode)
+    path = save_results(name, device, rows)
     print(f"wrote {path}")
     return rows
 

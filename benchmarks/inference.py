@@ -44,9 +44,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="fast path (Inverter.set_fast_path)")
     p.add_argument("--channels-last", action="store_true", help="fast path: encoder in channels_last")
     p.add_argument("--compile", default=None, metavar="MODE", help="fast path: torch.compile mode")
+    p.add_argument("--unfused-modconv", action="store_true",
+                   help="generator modulated convs as activation scaling + shared conv + demodulation")
     args = p.parse_args(argv)
-    fast = {"autocast": args.autocast, "channels_last": args.channels_last, "compile": args.compile}
-    use_fast = any(v for v in fast.values())
+    fast = {"autocast": args.autocast, "channels_last": args.channels_last, "compile": args.compile,
+            "fused_modconv": not args.unfused_modconv}
+    use_fast = args.unfused_modconv or any(v for k, v in fast.items() if k != "fused_modconv")
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     res = args.resolution or (1024 if gpu else 64)
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "rel_error_vs_fp32": guard,
                          "peak_gib": peak_memory_gib(device), **t})
         del inv, enc
-    mode = "fp32" if not use_fast else ", ".join(f"{k}={v}" for k, v in fast.items() if v)
+    mode = "fp32" if not use_fast else ", ".join(f"{k}={v}" for k, v in fast.items()
+                                                 if (v if k != "fused_modconv" else not v))
     print(f"Inversion latency, generator {res} px, encoder {enc_size} px, width x{width}, {mode} — "
           f"{device_name(device)}")
     print(f"{'method':<16}{'batch':>6}{'ms/image':>12}{'peak GiB':>10}{'rel err vs fp32':>17}")

@@ -127,6 +127,7 @@ SWEEP = [
     ("bf16 autocast", ["--autocast", "bfloat16"], ["--autocast", "bfloat16"]),
     ("bf16 + channels_last", ["--autocast", "bfloat16", "--channels-last"],
      ["--autocast", "bfloat16", "--channels-last"]),
+    ("unfused modconv", ["--unfused-modconv"], ["--unfused-modconv"]),
     ("compile (reduce-overhead)", None, ["--compile", "reduce-overhead"]),
 ]
 

@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None,
                    help="fast path: Lightning precision bf16-mixed / 16-mixed")
     p.add_argument("--channels-last", action="store_true", help="fast path: encoder and loss networks in NHWC")
+    p.add_argument("--unfused-modconv", action="store_true",
+                   help="generator modulated convs as activation scaling + shared conv + demodulation")
     args = p.parse_args(argv)
     amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
     device = torch.device(args.device)
@@ -111,13 +113,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                             loss_size=256 if gpu else enc_size, image_every_n_steps=0, **extra).to(device)
 
         guard = None
-        if amp is not None or args.channels_last:  # correctness guard: the loss against the plain fp32 path
+        if amp is not None or args.channels_last or args.unfused_modconv:  # guard: the loss against plain fp32
             x = data.images[:batch].to(device)
             with torch.no_grad():
                 ref = float(module.compute_losses(module.inverter.invert(x), {"image": x})[0])
-                if args.channels_last:
-                    module.inverter.set_fast_path(channels_last=True)
-                    for m in module.loss_terms.values():
+                if args.channels_last or args.unfused_modconv:
+                    module.inverter.set_fast_path(channels_last=args.channels_last,
+                                                  fused_modconv=not args.unfused_modconv)
+                    for m in module.loss_terms.values() if args.channels_last else []:
                         m.to(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     fast = float(module.compute_losses(module.inverter.invert(x), {"image": x})[0])
@@ -140,12 +143,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "s_per_step": median, "images_per_s": batch / median,
                      "images_per_s_mean_step": batch / statistics.fmean(times),
                      "peak_gib": peak_memory_gib(device), "autocast": args.autocast,
-                     "channels_last": args.channels_last, "loss_rel_error_vs_fp32": guard,
+                     "channels_last": args.channels_last, "fused_modconv": not args.unfused_modconv,
+                     "loss_rel_error_vs_fp32": guard,
                      "median_s": median, "min_s": min(times), "max_s": max(times), "repeats": len(times),
                      "warmup": warmup, "timing": "Lightning Trainer.fit, per training step, device synchronised"})
         del module, inv, enc, trainer
     mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []), *(["channels_last"] if args.channels_last
-                                                                         else [])]) or "fp32"
+                                                                         else []),
+                       *(["unfused modconv"] if args.unfused_modconv else [])]) or "fp32"
     print(f"Training step, generator {res} px, batch {batch}, width x{width}, {mode} — {device_name(device)}")
     print(f"{'method':<34}{'s/step':>9}{'img/s':>9}{'peak GiB':>10}{'loss rel err':>14}")
     for r in rows:

@@ -142,6 +142,7 @@ class Inverter(nn.Module):
         channels_last: bool = False,  # Encoder weights and inputs in channels_last (NHWC) memory format.
         compile: str | None = None,  # torch.compile mode for the encoder and generator.synthesis ("default",
         # "reduce-overhead" = CUDA graphs, "max-autotune"); None: eager.
+        fused_modconv: bool = True,  # False: the generator's modulated convs as scale + shared conv + demodulate.
     ) -> Inverter:
         """Optional speed switches for inference, all off by default (the plain fp32 path is what tests check;
         ``tests/test_fast_path.py`` bounds the difference). Returns ``self``."""
@@ -151,6 +152,7 @@ class Inverter(nn.Module):
             autocast = AUTOCAST_DTYPES[autocast]
         self.autocast = autocast
         self.channels_last = bool(channels_last)
+        self.generator.set_modconv(fused=fused_modconv)
         if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         if compile is not None:

@@ -37,13 +37,15 @@ def test_fast_paths_match_the_plain_fp32_path(name):
         ref = plain.invert(x)
         bf16 = copy.deepcopy(plain).set_fast_path(autocast="bfloat16").invert(x)
         nhwc = copy.deepcopy(plain).set_fast_path(channels_last=True).invert(x)
+        unfused = copy.deepcopy(plain).set_fast_path(fused_modconv=False).invert(x)
         both = copy.deepcopy(plain).set_fast_path(autocast="bfloat16", channels_last=True).invert(x)
     for out in (bf16, both):  # bf16 guard: relative error <= 1e-2 on images (and on ws), every ReStyle step
         for step, ref_step in zip(out.steps, ref.steps):
             assert _rel(step.images, ref_step.images) <= 1e-2 and _rel(step.ws, ref_step.ws) <= 1e-2
         assert _rel(out.images, ref.images) > 0  # bf16 really ran
-    for step, ref_step in zip(nhwc.steps, ref.steps):
-        torch.testing.assert_close(step.images, ref_step.images, rtol=1e-5, atol=1e-5)
+    for out in (nhwc, unfused):  # same maths, other memory layout / convolution formulation
+        for step, ref_step in zip(out.steps, ref.steps):
+            torch.testing.assert_close(step.images, ref_step.images, rtol=1e-5, atol=1e-5)
     assert plain.autocast is None and not plain.channels_last  # the default stays plain fp32
 
 

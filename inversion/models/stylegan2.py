@@ -172,7 +172,15 @@ class Upsample(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Per-sample modulated convolution, computed as one grouped convolution over the batch."""
+    """Per-sample modulated convolution.
+
+    ``fused=True`` (default, rosinality's formulation): the per-sample weights are built and applied as one grouped
+    convolution over the batch. ``fused=False`` (NVlabs' ``fused_modconv=False``): the input is scaled by the styles,
+    convolved with the shared weight, and the output scaled by the demodulation coefficients -- the same maths
+    (tested equal), a different speed profile. Switch all layers with :meth:`Generator.set_modconv`.
+    """
+
+    fused: bool = True
 
     def __init__(
         self,
@@ -206,6 +214,8 @@ class ModulatedConv2d(nn.Module):
     ) -> torch.Tensor:
         n, c, h, wd = x.shape
         k = self.kernel_size
+        if not self.fused:
+            return self._forward_scaled(x, w)
         styles = self.modulation(w).view(n, 1, c, 1, 1)
         weight = self.scale * self.weight * styles  # [N, out, in, k, k]
         if self.demodulate:
@@ -222,6 +232,21 @@ class ModulatedConv2d(nn.Module):
             out = F.conv2d(x, weight, padding=self.padding, groups=n)
             out = out.view(n, self.out_channels, *out.shape[2:])
         return out
+
+    def _forward_scaled(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``fused=False``: scale activations, convolve with the shared weight, scale by the demodulation."""
+        n, c = x.shape[:2]
+        styles = self.modulation(w)  # [N, in]
+        weight = self.scale * self.weight[0]  # [out, in, k, k], shared by the batch
+        x = x * styles.view(n, c, 1, 1).to(x.dtype)
+        if self.upsample:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), padding=0, stride=2)
+        else:
+            out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+        if self.demodulate:  # rsqrt(sum_{in,k,k} (scale * weight * style)^2 + 1e-8), per sample and output channel
+            demod = torch.rsqrt((weight.pow(2).sum([2, 3])[None] * styles.pow(2)[:, None, :]).sum(2) + 1e-8)
+            out = out * demod.view(n, self.out_channels, 1, 1).to(out.dtype)
+        return self.blur(out) if self.upsample else out
 
 
 class NoiseInjection(nn.Module):
@@ -407,6 +432,14 @@ class Generator(nn.Module):
         return self.w_avg
 
     # ------------------------------------------------------------------ noise
+    def set_modconv(self, fused: bool = True) -> Generator:
+        """Compute every modulated convolution fused (one grouped conv, the default) or not (activation scaling +
+        shared-weight conv + demodulation; see :class:`ModulatedConv2d`). Same outputs; returns ``self``."""
+        for m in self.modules():
+            if isinstance(m, ModulatedConv2d):
+                m.fused = bool(fused)
+        return self
+
     def noise_shapes(self) -> list[tuple[int, int, int, int]]:
         """Shapes of the per-layer noise inputs, in layer order."""
         return [tuple(getattr(self.noises, f"noise_{i}").shape) for i in range(self.num_layers)]
