@@ -51,9 +51,6 @@ def reset_peak_memory(device: torch.device) -> None:
 def save_results(name: str, device: torch.device, rows: list[dict], extra: dict | None = None) -> Path:
     """Write ``benchmarks/results/<name>-<device>.json`` and return its path."""
     dev = device_name(device)
-    slug = "".join(c if c.isalnum() else "_" for c in dev).strip("_").lower()
-    path = Path(__file__).parent / "results" / f"{name}-{slug}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "device": dev,
         "torch": torch.__version__,
@@ -61,5 +58,13 @@ def save_results(name: str, device: torch.device, rows: list[dict], extra: dict 
         "rows": rows,
         **(extra or {}),
     }
+    return write_results(payload, dev, name)
+
+
+def write_results(payload: dict, device_label: str, prefix: str = "") -> Path:
+    """Write ``benchmarks/results/[<prefix>-]<device slug>.json`` and return its path."""
+    slug = "".join(c if c.isalnum() else "_" for c in device_label).strip("_").lower()
+    path = Path(__file__).parent / "results" / (f"{prefix}-{slug}.json" if prefix else f"{slug}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))
     return path

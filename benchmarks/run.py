@@ -15,7 +15,6 @@ comparable only with a full-size CUDA run. Writes ``benchmarks/results/<device>.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from benchmarks import data as data_bench  # noqa: E402
 from benchmarks import inference as inference_bench  # noqa: E402
 from benchmarks import refine as refine_bench  # noqa: E402
 from benchmarks import train_step as train_bench  # noqa: E402
-from benchmarks.common import device_name  # noqa: E402
+from benchmarks.common import device_name, write_results  # noqa: E402
 
 # (what, unit, official H100 figure, target): from the performance issue
 ANCHORS = {
@@ -112,11 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
             official, target = None, "n/a on CPU"
         print(f"{what:<58}{unit:>12}{_fmt(ours):>10}{_fmt(official):>15}{target:>20}")
     results["table"] = [dict(zip(("what", "unit", "ours", "official_h100", "target"), row)) for row in table]
-    slug = "".join(c if c.isalnum() else "_" for c in results["device"]).strip("_").lower()
-    path = Path(__file__).parent / "results" / f"{slug}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {write_results(results, results['device'])}")
     return results
 
 
@@ -163,11 +158,7 @@ def sweep(device_arg: str, quick: bool = False) -> dict:
     results = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
                "quick": quick, "sweep": {label: {k: {"value": v, "rel_error_vs_fp32": e} for k, (v, e) in col.items()}
                                          for label, col in columns.items()}}
-    slug = "".join(c if c.isalnum() else "_" for c in results["device"]).strip("_").lower()
-    path = Path(__file__).parent / "results" / f"sweep-{slug}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {write_results(results, results['device'], 'sweep')}")
     return results
 
 
