@@ -125,6 +125,7 @@ def run(cfg: DictConfig) -> dict:
         image_every_n_steps=cfg.image_every_n_steps,
         collaborative=build_collaborative(cfg),
     )
+    module.to(G.w_avg.device)  # a generator built on a GPU (generator.device=cuda) brings the encoder along
     out_dir = Path(cfg.paths.output_dir)
     callbacks = [
         instantiate(cfg.callbacks.checkpoint),

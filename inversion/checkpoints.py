@@ -11,6 +11,7 @@ Our export (:func:`save_inverter`) holds the encoder's class and keyword argumen
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import os
 from pathlib import Path
@@ -185,7 +186,8 @@ def save_inverter(
     return atomic_save(obj, path)
 
 
-def _inverter_from_ours(ckpt: dict, path: Path, generator_path: str | None) -> Inverter:
+def _inverter_from_ours(ckpt: dict, path: Path, generator_path: str | None,
+                        device: torch.device | str = "cpu") -> Inverter:
     source = str(path)
     gen_cfg = dict(ckpt["generator"])
     if generator_path is not None:
@@ -195,7 +197,10 @@ def _inverter_from_ours(ckpt: dict, path: Path, generator_path: str | None) -> I
         raise CheckpointError(f"{source}: generator reference has no _target_")
     if target.endswith("load_generator") and not gen_cfg.get("path"):
         raise CheckpointError(f"{source}: the generator file is not recorded; pass generator_path=")
-    G = _import(target)(**gen_cfg)
+    factory = _import(target)
+    if "device" in inspect.signature(factory).parameters:  # build it where it will run, not where it was trained
+        gen_cfg["device"] = device
+    G = factory(**gen_cfg)
     summary = ckpt.get("generator_summary", {})
     got = dict(img_resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim)
     if summary and summary != got:
@@ -229,7 +234,7 @@ def load_inverter(
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
     if ckpt.get("format") == FORMAT:
-        inverter = _inverter_from_ours(ckpt, path, None if generator_path is None else str(generator_path))
+        inverter = _inverter_from_ours(ckpt, path, None if generator_path is None else str(generator_path), device)
     elif "opts" in ckpt and "state_dict" in ckpt:
         inverter = inverter_from_official(ckpt, path)
     else:

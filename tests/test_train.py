@@ -355,3 +355,19 @@ def test_collaborative_mode_trains_and_logs_its_latent_loss(tmp_path, captured):
 def test_collaborative_mode_needs_a_refiner(tmp_path):
     with pytest.raises(ValueError, match="needs a refiner"):
         train.run(_cfg(tmp_path, *TINY_RUN, "collaborative.weight=1.0"))
+
+
+def test_selfinv_1024_experiment_composes_and_trains_at_tiny_size(tmp_path):
+    """The full-size self-inversion experiment (run on a GPU) with its sizes overridden to tiny ones on CPU: the
+    wiring (generator built by demo_generator on a device, seeds data, export reloadable on CPU) works."""
+    cfg = _cfg(tmp_path, "experiment=selfinv_1024", "generator.img_resolution=32", "generator.z_dim=16",
+               "generator.w_dim=16", "generator.n_mlp=2", "generator.channel_max=16", "generator.device=cpu",
+               "encoder.net.input_size=32", "encoder.net.channels=[16,16,32,32]", "loss_size=32",
+               "trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.val_check_interval=2",
+               "trainer.limit_val_batches=1", "data.train.seeds=[0,1,2,3]", "data.val.seeds=[1000,1001]",
+               "data.batch_size=2")
+    assert cfg.name == "selfinv_1024" and cfg.generator._target_ == "inversion.models.demo_generator"
+    summary = train.run(cfg)
+    assert summary["global_step"] == 2
+    inv = load_inverter(tmp_path / "export" / "inverter.pt", device="cpu")  # the device is the loader's choice
+    assert inv.generator.img_resolution == 32 and inv.generator.w_avg.device.type == "cpu"

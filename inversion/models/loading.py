@@ -222,23 +222,27 @@ def demo_generator(
     channel_max: int = 32,  # Feature channels at every resolution.
     seed: int = 0,  # Seed of the weights: same seed, same generator, on any machine.
     output_std: float = 0.5,  # toRGB gains are calibrated so images have this std (inside [-1, 1]).
-    device: torch.device | str = "cpu",
+    calibration_samples: int = 64,  # Images rendered to measure that std.
+    device: torch.device | str = "cpu",  # Where w_avg and the calibration are computed, and the result lives.
 ) -> Generator:
     """A small StyleGAN2 built deterministically from a seed: the embedded demo needs no download.
 
     Random StyleGAN2 weights give outputs with std 1-2; the toRGB weights are scaled once so that images
-    have ``output_std`` on average, and ``w_avg`` is the mean of 10,000 seeded mapping outputs.
+    have ``output_std`` on average, and ``w_avg`` is the mean of 10,000 seeded mapping outputs. The weights are
+    drawn on the CPU (the same on every machine); ``w_avg`` and the calibration run on ``device`` (a GPU gives
+    the same values up to float round-off, much faster at full size: ``img_resolution=1024, z_dim=512,
+    w_dim=512, n_mlp=8, channel_max=512`` is config-f with random weights).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         G = Generator(
             z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, n_mlp=n_mlp, channel_max=channel_max
         )
-    G.eval().requires_grad_(False)
+    G = G.eval().requires_grad_(False).to(device)
     G.compute_w_avg(10_000, seed=seed)
     with torch.no_grad():
-        z = torch.randn(64, z_dim, generator=torch.Generator().manual_seed(seed + 1))
-        std = G(z).std().item()
+        z = torch.randn(calibration_samples, z_dim, generator=torch.Generator().manual_seed(seed + 1))
+        std = torch.cat([G(zb.to(device)).flatten() for zb in z.split(64)]).std().item()
         for rgb in [G.to_rgb1, *G.to_rgbs]:
             rgb.conv.weight.mul_(output_std / std)
-    return G.to(device)
+    return G
