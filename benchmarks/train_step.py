@@ -8,7 +8,8 @@ Each method is trained by a real Lightning ``Trainer`` for warm-up + repeats ste
 weights everywhere), and a callback times every training step (device synchronised); the median step after
 warm-up is reported (and the mean: e4e's R1 penalty runs every 16th step). One step = what train.py does:
 inversion (encoder + frozen generator; ReStyle: 5 steps, no gradient across steps) + the README ffhq_encode
-losses (L2 + LPIPS-alex + ArcFace ID) + backward to the encoder + Adam; e4e (``E4EModule``, all deltas) adds
+losses (L2 + LPIPS-alex + ArcFace ID) + backward to the encoder + Ranger (conf/optimizer/ranger.yaml, as the
+official code); e4e (``E4EModule``, all deltas) adds
 its latent discriminator step, R1 every 16 steps, the adversarial term and delta regularisation. ``--autocast``
 maps to Lightning's ``precision="bf16-mixed"``. Writes benchmarks/results/train_step[-<fast path>]-<device>.json.
 """
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
     id_pool = 112 if gpu else 32
     data = RandomImages(batch * (warmup + repeats), enc_size)
+    ranger = instantiate(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "optimizer" / "ranger.yaml"))
     rows = []
     for name in args.methods:
         cls, nc, iters, module_cls, extra = METHODS[name]
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "id": LossTerm(0.1, IDLoss(pool_size=id_pool, crop=None if not gpu else (35, 223, 32, 220),
                                        resize_to=256 if gpu else None, channels=channels)),
         }
-        module = module_cls(inverter=inv, losses=losses, optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-4),
+        module = module_cls(inverter=inv, losses=losses, optimizer=ranger,
                             loss_size=256 if gpu else enc_size, image_every_n_steps=0, **extra).to(device)
 
         guard = None
