@@ -64,9 +64,10 @@ def test_prepared_rows_equal_the_on_the_fly_pipeline_bit_for_bit(tmp_path, photo
     for i in range(5):
         assert torch.equal(ds[i]["image"], reference[i]["image"]), i  # Resize -> ToTensor -> Normalize
         assert ds[i]["image"].shape == (3, SIZE, SIZE)
-    flipped = PreparedDataset(tmp_path / "prep", hflip=1.0, ids=["3"])
+    with pytest.warns(UserWarning, match="1 unusable"):
+        flipped = PreparedDataset(tmp_path / "prep", hflip=1.0, ids=["3"])
     assert torch.equal(flipped[0]["image"], reference[3]["image"].flip(-1))
-    with pytest.raises(FileNotFoundError, match="not prepared"):
+    with pytest.raises(FileNotFoundError, match="not prepared"), pytest.warns(UserWarning):
         PreparedDataset(tmp_path / "prep", ids=["5"])
 
 
