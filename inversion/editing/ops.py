@@ -211,8 +211,9 @@ def expression_transfer(
        ``|delta[l, c]| >= threshold * rms_l`` with ``rms_l = sqrt(mean_c delta[l, c]^2)``; the others are set to 0.
        The threshold is relative, so it does not depend on the scale of the latent space; ``threshold = 1`` keeps
        the channels whose change is above the layer's RMS change, 0 keeps every channel.
-    2. layer threshold (the rule of Abdal et al. 2019, Sec. 7.3, who zero every layer vector of the W+
-       difference whose L2 norm is below a heuristic bound, 1 for their 18 x 512 FFHQ codes): if
+    2. layer threshold (per-layer thresholding as reimplementations of Abdal et al. 2019 describe it -- zero
+       every layer vector of the W+ difference whose L2 norm is below a heuristic bound, e.g. 1 for 18 x 512
+       FFHQ codes; not checked against the paper's text): if
        ``||delta[l]||_2 < layer_threshold`` the whole layer is set to 0. It is absolute, so off (0) by default.
     3. normalisation (``normalize=True``): each layer's kept difference is multiplied by
        ``||delta[l]||_2 / ||kept[l]||_2`` (layers with nothing kept stay 0), so it keeps the step length of the
