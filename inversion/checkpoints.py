@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,18 +145,32 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
     return inverter
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename: a kill never leaves a torn file."""
+def atomic_save(
+    obj: Any,
+    path: str | os.PathLike,
+    writer: Callable[[Any, Path], Any] | None = None,  # writer(obj, temporary path); None: torch.save.
+) -> Path:
+    """Write ``obj`` to a temporary file in the same folder, then rename: a kill never leaves a torn file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        (writer or torch.save)(obj, tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_save` for a UTF-8 text file."""
+    return atomic_save(text, path, lambda t, p: p.write_text(t, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """:func:`atomic_save` for an indented JSON file."""
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def save_inverter(

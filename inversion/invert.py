@@ -22,7 +22,6 @@ The same as a function: :func:`invert_images`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .checkpoints import atomic_save, load_inverter
+from .checkpoints import atomic_save, atomic_write_json, load_inverter
 from .inverter import AUTOCAST_DTYPES, RESIZE_MODES, Inverter, resize_images
 from .models import CheckpointError
 
@@ -262,9 +261,7 @@ def invert_images(
 
 def _write_summary(out: Path, summary: InvertSummary, finished: bool) -> None:
     """``summary.json``, atomically: after every batch (``finished: false``) and at the end."""
-    tmp = out / f".summary.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({**summary.as_dict(), "finished": finished}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "summary.json")
+    atomic_write_json(out / "summary.json", {**summary.as_dict(), "finished": finished})
 
 
 def _save_grid(rows: Sequence[Sequence[Image.Image]], path: Path, pad: int = 2) -> None:

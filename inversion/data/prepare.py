@@ -34,6 +34,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
+from ..checkpoints import atomic_save, atomic_write_json
 from .folder import ImageIdDataset
 from .splits import read_split
 
@@ -58,10 +59,9 @@ def _collate(batch: Sequence[dict[str, Any] | None]) -> list[dict[str, Any] | No
     return list(batch)
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+def _npy_writer(array: np.ndarray, path: Path) -> None:
+    with open(path, "wb") as f:  # a file object: np.save adds no ".npy" to the temporary name
+        np.save(f, array)
 
 
 def _ids_sha256(ids: Sequence[str]) -> str:
@@ -109,9 +109,9 @@ def prepare_dataset(
     else:
         images = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=(len(ids), size, size, 3))
         status = np.zeros(len(ids), dtype=np.int8)
-        np.save(status_path, status)
+        atomic_save(status, status_path, _npy_writer)
         (out / "ids.txt").write_text("\n".join(source.ids) + "\n", encoding="utf-8")
-        meta_path.write_text(json.dumps({**meta, "bad": {}}, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(meta_path, {**meta, "bad": {}})
     bad: dict[str, str] = dict(json.loads(meta_path.read_text()).get("bad", {}))
     todo = np.flatnonzero(status == TODO).tolist()
 
@@ -121,8 +121,8 @@ def prepare_dataset(
 
     def flush() -> None:
         images.flush()
-        _save_atomic(status_path, status)  # after the pixels: a row marked written is complete
-        meta_path.write_text(json.dumps({**meta, "bad": bad}, indent=2) + "\n", encoding="utf-8")
+        atomic_save(status, status_path, _npy_writer)  # after the pixels: a row marked written is complete
+        atomic_write_json(meta_path, {**meta, "bad": bad})
 
     loader = DataLoader(torch.utils.data.Subset(source, todo), batch_size=1, num_workers=num_workers,
                         collate_fn=_collate)
@@ -139,7 +139,7 @@ def prepare_dataset(
     flush()
     bar.close()
     meta = {**meta, "bad": bad, "num_written": int((status == DONE).sum()), "num_bad": int((status == BAD).sum())}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(meta_path, meta)
     return meta
 
 

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..checkpoints import FORMAT as CHECKPOINT_FORMAT
-from ..checkpoints import load_inverter
+from ..checkpoints import atomic_write_text, load_inverter
 from ..data import ImageIdDataset, read_split, render_seeds
 from ..inverter import RESIZE_MODES, Inverter, resize_images
 from ..models import CheckpointError, Generator
@@ -86,12 +86,6 @@ def _sha256_text(lines: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _clean(obj: Any) -> Any:
     """JSON-safe copy: NaN / inf floats become None, tuples lists."""
     if isinstance(obj, float):
@@ -104,7 +98,7 @@ def _clean(obj: Any) -> Any:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write_text(path, json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _round(value: float, digits: int = 6) -> float:
@@ -452,7 +446,7 @@ def _write_per_image_csv(path: Path, records: Sequence[Mapping[str, Any]], names
     for rec in records:
         for t, step in enumerate(rec["steps"], start=1):
             writer.writerow([rec["id"], t, *(repr(float(step[n])) for n in names)])
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _write_refine_csv(path: Path, records: Sequence[Mapping[str, Any]], seeds: Sequence[str],
@@ -464,7 +458,7 @@ def _write_refine_csv(path: Path, records: Sequence[Mapping[str, Any]], seeds: S
         for seed in seeds:
             for point in rec["refine"][seed]:
                 writer.writerow([rec["id"], seed, point["step"], *(repr(float(point[n])) for n in names)])
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _sync(device: torch.device) -> Callable[[], None]:
