@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -245,3 +245,21 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and population standard deviation, summed with ``math.fsum`` (independent of the order)."""
     m = math.fsum(values) / len(values)
     return m, math.sqrt(math.fsum((v - m) ** 2 for v in values) / len(values))
+
+
+def summarize_curves(
+    curves: Sequence[Sequence[Mapping[str, float]]],  # one curve per image: per position, metric -> value
+    names: Sequence[str],  # metrics to summarize
+    round_fn: Callable[[float], float] = lambda v: v,
+) -> list[dict[str, dict[str, float]]]:
+    """``[{"mean": {name: ...}, "std": {name: ...}}]`` over the images at every position of their curves (ReStyle
+    iterations, refinement steps); curves of different lengths (a stale cache) are a ``ValueError``."""
+    lengths = {len(c) for c in curves}
+    if len(lengths) != 1:
+        raise ValueError(f"cached records have different numbers of steps {sorted(lengths)}; use overwrite=true")
+    rows = []
+    for k in range(lengths.pop()):
+        stats = {name: mean_std([float(c[k][name]) for c in curves]) for name in names}
+        rows.append({"mean": {n: round_fn(m) for n, (m, _) in stats.items()},
+                     "std": {n: round_fn(sd) for n, (_, sd) in stats.items()}})
+    return rows

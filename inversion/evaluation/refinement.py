@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .metrics import HIGHER_IS_BETTER, MetricSuite, mean_std
+from .metrics import HIGHER_IS_BETTER, MetricSuite, summarize_curves
 
 __all__ = ["SEEDS", "SEED_LABELS", "default_snapshot_steps", "reach_table", "refine_batch", "summarize_refinement"]
 
@@ -83,10 +83,6 @@ def refine_batch(
     return per_image, finals, seconds
 
 
-def _fmean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values)
-
-
 def _reached(value: float, threshold: float, metric: str) -> bool:
     return value >= threshold if HIGHER_IS_BETTER[metric] else value <= threshold
 
@@ -101,19 +97,19 @@ def reach_table(
     mean over images reaches X (``mean_curve_steps``; None: not within the budget), the median over images of
     each image's first step reaching X (``median_image_steps``; None when fewer than half reach it) and the
     fraction of images that reach it by the last step."""
+    metrics = [m for m in reach if m in names]
+    curves = {seed: [rec["refine"][seed] for rec in records] for seed in seeds}
+    means = {seed: [row["mean"] for row in summarize_curves(curves[seed], metrics)] for seed in seeds}  # unrounded
     rows = []
-    for metric, thresholds in reach.items():
-        if metric not in names:
-            continue
-        for threshold in thresholds:
+    for metric in metrics:
+        for threshold in reach[metric]:
             row: dict[str, Any] = {"metric": metric, "threshold": float(threshold)}
             for seed in seeds:
-                curves = [rec["refine"][seed] for rec in records]
-                steps = [c["step"] for c in curves[0]]
-                means = [_fmean([c[k][metric] for c in curves]) for k in range(len(steps))]
-                mean_step = next((s for s, m in zip(steps, means) if _reached(m, threshold, metric)), None)
+                steps = [p["step"] for p in curves[seed][0]]
+                mean_step = next((s for s, m in zip(steps, means[seed]) if _reached(m[metric], threshold, metric)),
+                                 None)
                 firsts = [next((p["step"] for p in c if _reached(p[metric], threshold, metric)), math.inf)
-                          for c in curves]
+                          for c in curves[seed]]
                 median = statistics.median_low(firsts)
                 row[seed] = {"mean_curve_steps": mean_step,
                              "median_image_steps": None if math.isinf(median) else int(median),
@@ -133,17 +129,8 @@ def summarize_refinement(
     per_step: dict[str, list[dict[str, Any]]] = {}
     for seed in seeds:
         curves = [rec["refine"][seed] for rec in records]
-        lengths = {len(c) for c in curves}
-        if len(lengths) != 1:
-            raise ValueError(f"cached refinement records differ in length {sorted(lengths)}; use overwrite=true")
-        rows = []
-        for k in range(lengths.pop()):
-            mean, std = {}, {}
-            for name in names:
-                m, sd = mean_std([float(c[k][name]) for c in curves])
-                mean[name], std[name] = round_fn(m), round_fn(sd)
-            rows.append({"step": int(curves[0][k]["step"]), "mean": mean, "std": std})
-        per_step[seed] = rows
+        rows = summarize_curves(curves, names, round_fn)
+        per_step[seed] = [{"step": int(point["step"]), **row} for point, row in zip(curves[0], rows)]
     return {
         "seeds": list(seeds),
         "steps": [r["step"] for r in per_step[seeds[0]]],

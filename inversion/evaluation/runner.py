@@ -25,7 +25,7 @@ import re
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from ..data import ImageIdDataset, read_split, render_seeds
 from ..inverter import RESIZE_MODES, Inverter, resize_images
 from ..models import CheckpointError, Generator
 from ..models.loading import torch_load
-from .metrics import HIGHER_IS_BETTER, MetricSuite, mean_std, package_version
+from .metrics import HIGHER_IS_BETTER, MetricSuite, package_version, summarize_curves
 from .refinement import SEEDS, default_snapshot_steps, refine_batch, summarize_refinement
 from .report import markdown_refinement, markdown_table, save_strip, write_report
 
@@ -426,39 +426,29 @@ def _run_loop(
 # ----------------------------------------------------------------------------- summaries and outputs
 def summarize(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
     """Mean and standard deviation of every metric at every step over the images (order independent: fsum)."""
-    num_steps = {len(r["steps"]) for r in records}
-    if len(num_steps) != 1:
-        raise ValueError(f"cached records have different numbers of steps {sorted(num_steps)}; use overwrite=true")
-    rows = []
-    for t in range(num_steps.pop()):
-        mean, std = {}, {}
-        for name in names:
-            m, sd = mean_std([float(r["steps"][t][name]) for r in records])
-            mean[name], std[name] = _round(m), _round(sd)
-        rows.append({"iteration": t + 1, "mean": mean, "std": std})
-    return rows
+    rows = summarize_curves([r["steps"] for r in records], names, _round)
+    return [{"iteration": t, **row} for t, row in enumerate(rows, start=1)]
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _write_per_image_csv(path: Path, records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "iteration", *names])
-    for rec in records:
-        for t, step in enumerate(rec["steps"], start=1):
-            writer.writerow([rec["id"], t, *(repr(float(step[n])) for n in names)])
-    atomic_write_text(path, buf.getvalue())
+    _write_csv(path, ["id", "iteration", *names],
+               ([rec["id"], t, *(repr(float(step[n])) for n in names)]
+                for rec in records for t, step in enumerate(rec["steps"], start=1)))
 
 
 def _write_refine_csv(path: Path, records: Sequence[Mapping[str, Any]], seeds: Sequence[str],
                       names: Sequence[str]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "seed", "step", *names])
-    for rec in records:
-        for seed in seeds:
-            for point in rec["refine"][seed]:
-                writer.writerow([rec["id"], seed, point["step"], *(repr(float(point[n])) for n in names)])
-    atomic_write_text(path, buf.getvalue())
+    _write_csv(path, ["id", "seed", "step", *names],
+               ([rec["id"], seed, point["step"], *(repr(float(point[n])) for n in names)]
+                for rec in records for seed in seeds for point in rec["refine"][seed]))
 
 
 def _sync(device: torch.device) -> Callable[[], None]:
