@@ -129,6 +129,12 @@ def _refine_cfg(cfg: DictConfig) -> Any:
     return refine
 
 
+def _refine_num_steps(cfg: DictConfig) -> int:
+    from ..refine import DEFAULT_NUM_STEPS
+
+    return int(cfg.refine.get("num_steps", DEFAULT_NUM_STEPS))
+
+
 def _check_config(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.checkpoint:
         raise ValueError("checkpoint=PATH is required: an official pSp / e4e / ReStyle .pt file or one of our exports")
@@ -136,7 +142,7 @@ def _check_config(cfg: DictConfig) -> None:
         seeds = list(cfg.refine_eval.seeds)
         if not seeds or len(set(seeds)) != len(seeds) or not set(seeds) <= set(SEEDS):
             raise ValueError(f"refine_eval.seeds={seeds}: a non-empty list of distinct values from {list(SEEDS)}")
-        num_steps = int(cfg.refine.get("num_steps", 100))
+        num_steps = _refine_num_steps(cfg)
         bad = [s for s in (cfg.refine_eval.steps or []) if not 0 <= int(s) <= num_steps]
         if bad:
             raise ValueError(f"refine_eval.steps {bad} outside [0, refine.num_steps={num_steps}]")
@@ -319,6 +325,7 @@ class Refinement:
     """Per-image refinement after the encoder: the built refiner, the seeds and the scored steps."""
 
     refiner: Callable[..., Any]
+    num_steps: int
     seeds: list[str]
     steps: list[int]
     seconds: dict[str, float]  # wall time per seed over the images computed in this run
@@ -330,11 +337,11 @@ class Refinement:
             return None
         from ..refine import build_refiner
 
-        num_steps = int(refine_cfg.get("num_steps", 100))
+        num_steps = _refine_num_steps(cfg)
         steps = cfg.refine_eval.steps
         steps = default_snapshot_steps(num_steps) if not steps else sorted({int(s) for s in steps} | {num_steps})
         seeds = [str(s) for s in cfg.refine_eval.seeds]
-        return cls(refiner=build_refiner(refine_cfg, device=device), seeds=seeds, steps=steps,
+        return cls(refiner=build_refiner(refine_cfg, device=device), num_steps=num_steps, seeds=seeds, steps=steps,
                    seconds=dict.fromkeys(seeds, 0.0))
 
 
@@ -654,7 +661,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     else:
         timing["latency"] = None
     if refinement is not None:
-        steps = int(cfg.refine.get("num_steps", 100))
+        steps = refinement.num_steps
         timing["refine"] = {
             seed: {"wall_seconds": sec, "images": computed, "num_steps": steps,
                    "ms_per_image_step": 1000 * sec / (computed * steps) if computed and steps else None,
@@ -668,7 +675,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     table = markdown_table(rows, names, with_std=False)
     print(f"\n{cfg.eval_data.name} ({len(ids)} images, {cfg.checkpoint}):\n{table}")
     if refinement is not None:
-        print(f"\nrefinement ({cfg.refine.get('name', 'refine')}, {int(cfg.refine.get('num_steps', 100))} steps):\n"
+        print(f"\nrefinement ({cfg.refine.get('name', 'refine')}, {refinement.num_steps} steps):\n"
               + markdown_refinement(metrics["metrics"]["refine"], names))
     for name, reason in suite.skipped.items():
         print(f"skipped {name}: {reason}")

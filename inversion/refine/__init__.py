@@ -26,9 +26,10 @@ from torch import nn
 
 from .optimize import SPACES, RefineResult, RefineSnapshot, karras_lr, noise_regularization, refine
 
-__all__ = ["SPACES", "RefineResult", "RefineSnapshot", "Refiner", "build_losses", "build_refiner", "karras_lr",
-           "noise_regularization", "refine"]
+__all__ = ["DEFAULT_NUM_STEPS", "SPACES", "RefineResult", "RefineSnapshot", "Refiner", "build_losses", "build_refiner",
+           "karras_lr", "noise_regularization", "refine"]
 
+DEFAULT_NUM_STEPS = inspect.signature(refine).parameters["num_steps"].default
 _WEIGHT_KEYS = ("vgg_weights", "alex_weights", "id_weights")
 
 
@@ -99,7 +100,7 @@ class Refiner(nn.Module):
 
     @property
     def num_steps(self) -> int:
-        return int(self.kwargs.get("num_steps", 100))
+        return int(self.kwargs.get("num_steps", DEFAULT_NUM_STEPS))
 
     def forward(self, generator, target: torch.Tensor, ws_init: torch.Tensor | None = None,
                 **overrides: Any) -> RefineResult:
