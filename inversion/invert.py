@@ -35,6 +35,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .checkpoints import atomic_save, atomic_write_json, load_inverter
+from .data import default_transform
+from .editing import to_pil
 from .inverter import AUTOCAST_DTYPES, RESIZE_MODES, Inverter, resize_images
 from .models import CheckpointError
 
@@ -104,17 +106,6 @@ def _center_square(img: Image.Image) -> Image.Image:
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2
     return img.crop((left, top, left + side, top + side))
-
-
-def _to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> [3, H, W] float32 in [-1, 1]."""
-    array = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())
-    return array.permute(2, 0, 1).float() / 127.5 - 1
-
-
-def _to_pil(x: torch.Tensor) -> Image.Image:
-    array = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array, "RGB")
 
 
 def load_refine_config(name_or_path: str, overrides: Sequence[str] = ()) -> Any:
@@ -207,7 +198,7 @@ def invert_images(
         bar.update(len(batch) - len(ready))
         if not ready:
             continue
-        full = [_to_tensor(img) for _, _, img in ready]
+        full = [default_transform(img) for _, _, img in ready]
         x = torch.stack([resize_images(t[None], inverter.encoder_size, input_resize_mode)[0] for t in full])
         sync()
         t0 = time.perf_counter()
@@ -232,12 +223,12 @@ def invert_images(
                       "refined": refined_ws is not None}
             atomic_save(record, dirs["latents"] / f"{name}.pt")
             np.save(dirs["latents"] / f"{name}.npy", final_ws[j].cpu().numpy().astype(np.float32))
-            _to_pil(images[j]).save(dirs["reconstructions"] / f"{name}.png")
+            to_pil(images[j]).save(dirs["reconstructions"] / f"{name}.png")
             row = [img.resize((thumb_size, thumb_size), Image.LANCZOS),
-                   _to_pil(images[j]).resize((thumb_size, thumb_size), Image.LANCZOS)]
+                   to_pil(images[j]).resize((thumb_size, thumb_size), Image.LANCZOS)]
             if refined_images is not None:
-                _to_pil(refined_images[j]).save(dirs["refined"] / f"{name}.png")
-                row.append(_to_pil(refined_images[j]).resize((thumb_size, thumb_size), Image.LANCZOS))
+                to_pil(refined_images[j]).save(dirs["refined"] / f"{name}.png")
+                row.append(to_pil(refined_images[j]).resize((thumb_size, thumb_size), Image.LANCZOS))
             if aligner is not None:
                 img.save(dirs["aligned"] / f"{name}.png")
             if len(grid_rows) < grid_images:

@@ -23,6 +23,13 @@ def to_uint8(
     return array.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def to_pil(
+    image: torch.Tensor,  # [3, H, W] float in [-1, 1].
+) -> Image.Image:
+    """-> 8-bit RGB PIL image (:func:`to_uint8` of one image)."""
+    return Image.fromarray(to_uint8(image[None])[0], "RGB")
+
+
 def image_grid(
     images: torch.Tensor,  # [N, 3, H, W] float in [-1, 1].
     nrow: int = 8,  # Images per row; the grid has ceil(N / nrow) rows and min(N, nrow) columns.

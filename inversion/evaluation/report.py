@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ..editing.io import to_pil  # noqa: E402
 from ..inverter import resize_images  # noqa: E402
 from .metrics import HIGHER_IS_BETTER, METRIC_LABELS  # noqa: E402
 from .refinement import SEED_LABELS, SEEDS  # noqa: E402
@@ -31,12 +32,6 @@ __all__ = ["make_grid", "markdown_refinement", "markdown_table", "plot_metrics",
 GRID_FILE = "grid.png"
 PLOT_FILE = "plots/metrics_vs_iteration.png"
 REFINE_PLOT_FILE = "plots/refine_quality_vs_steps.png"
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """[3, H, W] in [-1, 1] -> 8-bit RGB PIL image."""
-    array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
 
 
 def save_strip(images: Sequence[torch.Tensor], path: str | os.PathLike, size: int = 128) -> Path:
