@@ -202,6 +202,12 @@ def _check_size(value: Any, name: str) -> int:
     return int(value)
 
 
+def _int_bbox(quad: np.ndarray) -> tuple[int, int, int, int]:
+    """The quad's bounding box on the integer grid, (x0, y0, x1, y1) (FFHQ's crop / pad extents)."""
+    return (int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1]))),
+            int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1]))))
+
+
 def ffhq_warp(
     image: PIL.Image.Image,
     quad: Any,
@@ -237,12 +243,7 @@ def ffhq_warp(
 
     # 2. Crop.
     border = max(int(np.rint(qsize * 0.1)), 3)
-    crop = (
-        int(np.floor(min(quad[:, 0]))),
-        int(np.floor(min(quad[:, 1]))),
-        int(np.ceil(max(quad[:, 0]))),
-        int(np.ceil(max(quad[:, 1]))),
-    )
+    crop = _int_bbox(quad)
     crop = (
         max(crop[0] - border, 0),
         max(crop[1] - border, 0),
@@ -256,12 +257,7 @@ def ffhq_warp(
         quad -= crop[0:2]
 
     # 3. Pad (reflect, blur the padding, fade it to the median colour).
-    pad = (
-        int(np.floor(min(quad[:, 0]))),
-        int(np.floor(min(quad[:, 1]))),
-        int(np.ceil(max(quad[:, 0]))),
-        int(np.ceil(max(quad[:, 1]))),
-    )
+    pad = _int_bbox(quad)
     pad = (
         max(-pad[0] + border, 0),
         max(-pad[1] + border, 0),
