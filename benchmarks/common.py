@@ -37,6 +37,11 @@ def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, rep
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
 
+def rel_error(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """||x - reference|| / ||reference|| in float32: the fast paths' correctness guard."""
+    return float((x.float() - reference.float()).norm() / reference.float().norm())
+
+
 def peak_memory_gib(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30

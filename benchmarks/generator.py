@@ -17,7 +17,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_name, peak_memory_gib, reset_peak_memory, save_results, time_fn  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    device_name,
+    peak_memory_gib,
+    rel_error,
+    reset_peak_memory,
+    save_results,
+    time_fn,
+)
 from inversion.models import Generator  # noqa: E402
 
 
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 G.set_modconv(True)
                 fwd_out = G.synthesis(ws)
                 G.set_modconv(not args.unfused_modconv)
-            guard = float((fast - fwd_out).norm() / fwd_out.norm())
+            guard = rel_error(fast, fwd_out)
 
         for name, fn in (("forward", fwd), ("forward+backward to ws", fwd_bwd)):
             reset_peak_memory(device)

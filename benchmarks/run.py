@@ -49,6 +49,22 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else (f"{value:.1f}" if value >= 10 else f"{value:.2f}")
 
 
+def _common_flags(device_arg: str, quick: bool) -> list[str]:
+    return ["--device", device_arg, *(["--repeats", "2", "--warmup", "1"] if quick else [])]
+
+
+def _train_rows(device_arg: str, quick: bool, flags: list[str]) -> list[dict]:
+    """train_step.py's rows: batch 8 on CUDA, 2 on CPU."""
+    gpu = torch.device(device_arg).type == "cuda"
+    return train_bench.main([*_common_flags(device_arg, quick), *flags, *([] if gpu else ["--batch", "2"])])
+
+
+def _infer_rows(device_arg: str, quick: bool, flags: list[str]) -> list[dict]:
+    """inference.py's rows at batch 1 and 8 (2 on CPU)."""
+    gpu = torch.device(device_arg).type == "cuda"
+    return inference_bench.main([*_common_flags(device_arg, quick), *flags, "--batch-sizes", "1", "8" if gpu else "2"])
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -67,7 +83,6 @@ def main(argv: list[str] | None = None) -> dict:
             *(["--channels-last"] if args.channels_last else [])]
     device = torch.device(args.device)
     gpu = device.type == "cuda"
-    rep = ["--repeats", "2", "--warmup", "1"] if args.quick else []
     dev = ["--device", args.device]
     results: dict = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
                      "full_size": gpu, "quick": args.quick, "parts": {},
@@ -75,14 +90,13 @@ def main(argv: list[str] | None = None) -> dict:
                                    "compile": args.compile}}
     table: list[tuple[str, str, float | None, float | None, str]] = []
     if "train" in args.parts:
-        rows = train_bench.main([*dev, *rep, *fast] + ([] if gpu else ["--batch", "2"]))
+        rows = _train_rows(args.device, args.quick, fast)
         results["parts"]["train"] = rows
         for r in rows:
             what, unit, official, target = ANCHORS[("train", r["method"])]
             table.append((what.replace("batch 8", f"batch {r['batch']}"), unit, r["images_per_s"], official, target))
     if "infer" in args.parts:
-        rows = inference_bench.main([*dev, *rep, *fast, *(["--compile", args.compile] if args.compile else []),
-                                     "--batch-sizes", "1", "8" if gpu else "2"])
+        rows = _infer_rows(args.device, args.quick, [*fast, *(["--compile", args.compile] if args.compile else [])])
         results["parts"]["infer"] = rows
         for r in rows:
             what, unit, official, target = ANCHORS[("infer", r["method"], 1 if r["batch"] == 1 else 8)]
@@ -132,18 +146,16 @@ def sweep(device_arg: str, quick: bool = False) -> dict:
     setting, with each setting's correctness guard (relative error against fp32)."""
     device = torch.device(device_arg)
     gpu = device.type == "cuda"
-    rep = ["--repeats", "2", "--warmup", "1"] if quick else []
-    dev = ["--device", device_arg]
     columns: dict[str, dict[str, tuple[float, float | None]]] = {}
     for label, train_flags, infer_flags in SWEEP:
         if label.startswith("compile") and not gpu:
             continue
         col: dict[str, tuple[float, float | None]] = {}
         if train_flags is not None:
-            for r in train_bench.main([*dev, *rep, *train_flags] + ([] if gpu else ["--batch", "2"])):
+            for r in _train_rows(device_arg, quick, train_flags):
                 col[f"train {r['method'].split(' ')[0]}, batch {r['batch']} (img/s)"] = (
                     r["images_per_s"], r["loss_rel_error_vs_fp32"])
-        for r in inference_bench.main([*dev, *rep, *infer_flags, "--batch-sizes", "1", "8" if gpu else "2"]):
+        for r in _infer_rows(device_arg, quick, infer_flags):
             col[f"infer {r['method']}, batch {r['batch']} (ms/img)"] = (r["ms_per_image"], r["rel_error_vs_fp32"])
         columns[label] = col
     rows = list(dict.fromkeys(k for col in columns.values() for k in col))
