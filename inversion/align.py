@@ -430,13 +430,6 @@ class FaceAligner:
         raises: FileNotFoundError / ValueError naming ``path`` when it is missing or not an image;
                 NoFaceError naming ``path`` when no face is found.
         """
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such file")
-        try:
-            with PIL.Image.open(path) as im:
-                im = PIL.ImageOps.exif_transpose(im)
-                img = im.convert("RGB")
-        except (PIL.UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ValueError(f"{path}: not a readable image file ({exc})") from exc
-        return self.align(img, name=path)
+        from .data import read_rgb
+
+        return self.align(read_rgb(path), name=os.fspath(path))

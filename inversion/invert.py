@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from .checkpoints import atomic_save, atomic_write_json, load_inverter
-from .data import default_transform
+from .data import default_transform, read_rgb
 from .editing import to_pil
 from .inverter import AUTOCAST_DTYPES, RESIZE_MODES, Inverter, resize_images
 from .models import CheckpointError
@@ -92,14 +92,6 @@ def _unique_names(files: Sequence[Path]) -> list[str]:
         taken.add(name)
         names.append(name)
     return names
-
-
-def _read_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from err
 
 
 def _center_square(img: Image.Image) -> Image.Image:
@@ -184,13 +176,13 @@ def invert_images(
         ready: list[tuple[Path, str, Image.Image]] = []
         for path, name in batch:
             try:
-                img = _read_rgb(path)
+                img = read_rgb(path)
                 if aligner is not None:
                     img = aligner.align(img, name=str(path)).image
                 elif img.width != img.height:
                     img = _center_square(img)
                 ready.append((path, name, img))
-            except ValueError as err:  # unreadable file, or NoFaceError (a ValueError)
+            except (ValueError, OSError) as err:  # unreadable or vanished file, NoFaceError (a ValueError)
                 reason = str(err).replace(f"{path}: ", "")
                 summary.skipped.append({"file": str(path), "reason": reason})
                 log(f"skipped {path}: {reason}")

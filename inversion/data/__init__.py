@@ -1,6 +1,6 @@
 """Datasets and fixed benchmark splits."""
 
-from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default_transform, id_candidates
+from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default_transform, id_candidates, read_rgb
 from .generated import SeedDataset, render_seeds
 from .prepare import PreparedDataset, prepare_dataset
 from .sampler import EpochSeededSampler
@@ -17,6 +17,7 @@ __all__ = [
     "derive_celebahq_splits",
     "id_candidates",
     "prepare_dataset",
+    "read_rgb",
     "read_split",
     "render_seeds",
     "split_path",
