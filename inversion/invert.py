@@ -215,16 +215,15 @@ def invert_images(
                       "refined": refined_ws is not None}
             atomic_save(record, dirs["latents"] / f"{name}.pt")
             np.save(dirs["latents"] / f"{name}.npy", final_ws[j].cpu().numpy().astype(np.float32))
-            to_pil(images[j]).save(dirs["reconstructions"] / f"{name}.png")
-            row = [img.resize((thumb_size, thumb_size), Image.LANCZOS),
-                   to_pil(images[j]).resize((thumb_size, thumb_size), Image.LANCZOS)]
+            row = [img, to_pil(images[j])]
+            row[1].save(dirs["reconstructions"] / f"{name}.png")
             if refined_images is not None:
-                to_pil(refined_images[j]).save(dirs["refined"] / f"{name}.png")
-                row.append(to_pil(refined_images[j]).resize((thumb_size, thumb_size), Image.LANCZOS))
+                row.append(to_pil(refined_images[j]))
+                row[2].save(dirs["refined"] / f"{name}.png")
             if aligner is not None:
                 img.save(dirs["aligned"] / f"{name}.png")
             if len(grid_rows) < grid_images:
-                grid_rows.append(row)
+                grid_rows.append([tile.resize((thumb_size, thumb_size), Image.LANCZOS) for tile in row])
             all_ws.append(final_ws[j].cpu())
             summary.processed.append({"name": name, "source": str(path)})
         bar.update(len(ready))
