@@ -84,14 +84,10 @@ class InversionModule(pl.LightningModule):
         self.max_grid_images = max_grid_images
         self.strict_loading = False  # frozen parts are not in checkpoints
         self.nonfinite_steps = 0
-        self.collab_weight = 0.0
-        self.collab_refiner = None
-        if collaborative is not None and collaborative.weight > 0:
-            self.collab_refiner = collaborative.refiner  # a module: its loss networks move with this one
-            self.collab_weight = float(collaborative.weight)
-            self.collab_steps = int(collaborative.steps)
-            self.collab_every = int(collaborative.every_n_steps)
-            self.collab_loss = LatentL2Loss()
+        self.collab = collaborative if collaborative is not None and collaborative.weight > 0 else None
+        # registered as a submodule, so the refiner's (frozen, always eval) loss networks move with this module
+        self.collab_refiner = None if self.collab is None else self.collab.refiner
+        self.collab_loss = LatentL2Loss()
 
     # ------------------------------------------------------------------ checkpoint content
     def _frozen_prefixes(self) -> tuple[str, ...]:
@@ -162,12 +158,12 @@ class InversionModule(pl.LightningModule):
                           terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """``total`` plus the weighted collaborative term on its steps (logged as ``loss_collab``, with
         ``loss_collab_refine_gain``); ``total`` unchanged when collaborative mode is off or not due."""
-        if self.collab_refiner is None or self.global_step % self.collab_every != 0:
+        if self.collab is None or self.global_step % self.collab.every_n_steps != 0:
             return total
         collab, gain = self.collaborative_loss(out, x)
         terms["collab"] = collab.detach()
         terms["collab_refine_gain"] = gain
-        return total + self.collab_weight * collab
+        return total + self.collab.weight * collab
 
     def collaborative_loss(self, out: InversionResult, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Collaborative learning (Guan et al. 2020): refine the encoder's final ``ws`` (detached) for ``steps``
@@ -176,7 +172,7 @@ class InversionModule(pl.LightningModule):
         target = resize_images(x.detach(), self.loss_size, self.loss_resize_mode)
         with torch.enable_grad():
             result = self.collab_refiner(self.inverter.generator, target, ws_init=out.ws.detach(),
-                                         num_steps=self.collab_steps, progress=False)
+                                         num_steps=self.collab.steps, progress=False)
         recon = result.curves["recon"]
         gain = (recon[0] - recon[-1]).mean().to(x.device)
         return self.collab_loss(out.ws, result.ws.detach().to(out.ws.dtype)), gain
@@ -223,6 +219,4 @@ class InversionModule(pl.LightningModule):
         self.inverter.generator.eval()
         for m in self.loss_terms.values():
             m.eval()
-        if self.collab_refiner is not None:
-            self.collab_refiner.eval()
         return self
