@@ -30,7 +30,6 @@ import torch
 from . import editing
 from .checkpoints import atomic_save, load_inverter
 from .models import CheckpointError, Generator, load_generator
-from .models.loading import torch_load
 
 __all__ = ["load_latents", "main", "parse_layers", "render"]
 
@@ -38,22 +37,7 @@ __all__ = ["load_latents", "main", "parse_layers", "render"]
 def load_latents(path: str | Path, num_ws: int, w_dim: int) -> torch.Tensor:
     """One image's latents as [1, num_ws, w_dim] float32 from ``.pt`` (a tensor, or a dict with ``ws``) or
     ``.npy``; a single ``w`` [w_dim] is broadcast to every layer. Errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: latent file not found")
-    if path.suffix == ".npy":
-        try:
-            ws = torch.from_numpy(np.load(path, allow_pickle=False))
-        except ValueError as err:
-            raise ValueError(f"{path}: not a numeric .npy array ({err})") from err
-    elif path.suffix in (".pt", ".pth"):
-        obj = torch_load(path)
-        ws = obj.get("ws") if isinstance(obj, dict) else obj
-        if not isinstance(ws, torch.Tensor):
-            raise ValueError(f"{path}: expected a tensor or a dict with 'ws' (inversion.invert's latents/*.pt)")
-    else:
-        raise ValueError(f"{path}: unknown latent file type {path.suffix!r} (use .pt or .npy)")
-    ws = ws.float()
+    ws = editing.read_tensor_file(path, "latent", key="ws")  # inversion.invert's latents/*.pt hold {"ws": ...}
     if ws.ndim == 3 and ws.shape[0] == 1:
         ws = ws[0]
     if ws.ndim == 1 and ws.shape[0] == w_dim:

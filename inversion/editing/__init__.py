@@ -1,7 +1,7 @@
 """Latent-space editing: morphing, style transfer / mixing, expression transfer and linear directions on
 ``ws`` [N, num_ws, w_dim], plus small helpers to save the rendered results (grids, GIFs)."""
 
-from .io import image_grid, save_frames_gif, save_grid, to_pil, to_uint8
+from .io import image_grid, read_tensor_file, save_frames_gif, save_grid, to_pil, to_uint8
 from .ops import (
     LayerSpec,
     apply_direction,
@@ -24,6 +24,7 @@ __all__ = [
     "interpolate",
     "layer_indices",
     "load_direction",
+    "read_tensor_file",
     "save_frames_gif",
     "save_grid",
     "style_mix",

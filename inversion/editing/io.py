@@ -89,3 +89,47 @@ def save_frames_gif(
         optimize=False,
     )
     return path
+
+
+TENSOR_SUFFIXES = (".npy", ".pt", ".pth")
+
+
+def read_tensor_file(
+    path: str | os.PathLike,  # .npy (numpy array, no pickles) or .pt / .pth (torch.load with weights_only=True).
+    what: str = "tensor",  # What the file holds, for the error messages ("direction", "latent").
+    key: str | None = None,  # A stored dict's entry to use; None: the dict must hold exactly one tensor.
+) -> torch.Tensor:
+    """A real-valued tensor from a file, as float32. ``FileNotFoundError`` for a missing file, ``ValueError``
+    naming the file for an unknown suffix, an unreadable file, a dict without the tensor, or a non-real dtype."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in TENSOR_SUFFIXES:
+        raise ValueError(f"{path}: unsupported {what} format {suffix!r} (expected one of {TENSOR_SUFFIXES})")
+    try:
+        if suffix == ".npy":
+            obj = np.load(path, allow_pickle=False)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # numpy / pickle raise many different types for corrupt files
+        raise ValueError(f"{path}: could not read {what} ({type(e).__name__}: {e})") from e
+    if isinstance(obj, dict):
+        if key is not None:
+            if not isinstance(obj.get(key), torch.Tensor):
+                raise ValueError(f"{path}: expected a tensor or a dict with a {key!r} tensor, got keys {list(obj)}")
+            obj = obj[key]
+        else:
+            tensors = [v for v in obj.values() if isinstance(v, torch.Tensor)]
+            if len(tensors) != 1:
+                raise ValueError(f"{path}: expected a dict with exactly one tensor, got keys {list(obj)}")
+            obj = tensors[0]
+    if isinstance(obj, np.ndarray):
+        if not (np.issubdtype(obj.dtype, np.floating) or np.issubdtype(obj.dtype, np.integer)):
+            raise ValueError(f"{path}: {what} must be a real numeric array, got dtype {obj.dtype}")
+        obj = torch.from_numpy(np.ascontiguousarray(obj))
+    if not isinstance(obj, torch.Tensor):
+        raise ValueError(f"{path}: expected a tensor or array, got {type(obj).__name__}")
+    if obj.is_complex() or obj.dtype == torch.bool:
+        raise ValueError(f"{path}: {what} must be real-valued, got dtype {obj.dtype}")
+    return obj.detach().to(torch.float32)

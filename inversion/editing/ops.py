@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..models.stylegan2 import mix_styles
+from .io import read_tensor_file
 
 __all__ = [
     "LayerSpec",
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 LayerSpec = int | slice | range | Sequence[int] | None  # None = every layer
-DIRECTION_SUFFIXES = (".npy", ".pt", ".pth")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -293,40 +292,15 @@ def load_direction(
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming the file) for an unknown
     suffix, an unreadable file, or a wrong shape, dtype or non-finite values.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"direction file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in DIRECTION_SUFFIXES:
-        raise ValueError(f"{path}: unsupported direction format {suffix!r} (expected one of {DIRECTION_SUFFIXES})")
-    try:
-        if suffix == ".npy":
-            obj = np.load(path, allow_pickle=False)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # numpy / pickle raise many different types for corrupt files
-        raise ValueError(f"{path}: could not read direction ({type(e).__name__}: {e})") from e
-    if isinstance(obj, dict):
-        tensors = [v for v in obj.values() if isinstance(v, torch.Tensor)]
-        if len(tensors) != 1:
-            raise ValueError(f"{path}: expected a dict with exactly one tensor, got keys {list(obj)}")
-        obj = tensors[0]
-    if isinstance(obj, np.ndarray):
-        if not (np.issubdtype(obj.dtype, np.floating) or np.issubdtype(obj.dtype, np.integer)):
-            raise ValueError(f"{path}: direction must be a real numeric array, got dtype {obj.dtype}")
-        obj = torch.from_numpy(np.ascontiguousarray(obj))
-    if not isinstance(obj, torch.Tensor):
-        raise ValueError(f"{path}: expected a tensor or array, got {type(obj).__name__}")
-    if obj.is_complex() or obj.dtype == torch.bool:
-        raise ValueError(f"{path}: direction must be real-valued, got dtype {obj.dtype}")
-    direction = obj.detach().to(torch.float32)
+    stored = read_tensor_file(path, "direction")
+    direction = stored
     if direction.ndim == 2 and direction.shape[0] == 1:
         direction = direction[0]
     rows_ok = direction.ndim == 1 or (direction.ndim == 2 and (num_ws is None or direction.shape[0] == num_ws))
     dim_ok = direction.ndim in (1, 2) and direction.shape[-1] > 0 and (w_dim is None or direction.shape[-1] == w_dim)
     if not (rows_ok and dim_ok):
         want = f"[{w_dim or 'w_dim'}], [1, {w_dim or 'w_dim'}] or [{num_ws or 'num_ws'}, {w_dim or 'w_dim'}]"
-        raise ValueError(f"{path}: direction must be {want}, got shape {tuple(obj.shape)}")
+        raise ValueError(f"{path}: direction must be {want}, got shape {tuple(stored.shape)}")
     if not torch.isfinite(direction).all():
         raise ValueError(f"{path}: direction contains NaN or inf")
     return direction
