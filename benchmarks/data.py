@@ -33,10 +33,13 @@ from inversion.data import ImageIdDataset, PreparedDataset, collate_skip_none, p
 
 
 def _pixel_transform(size: int):
-    import torchvision.transforms as T
+    """conf/data/ffhq.yaml's training transforms (what data=ffhq runs), at ``size`` px."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
-    return T.Compose([T.Resize([size, size]), T.RandomHorizontalFlip(0.5), T.ToTensor(),
-                      T.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])])
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "ffhq.yaml").train.transform
+    cfg.transforms[0].size = [size, size]
+    return instantiate(cfg)
 
 
 def synthetic_folder(root: Path, n: int, resolution: int, seed: int = 0) -> list[str]:
