@@ -4,7 +4,7 @@ from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default
 from .generated import SeedDataset, render_seeds
 from .prepare import PreparedDataset, prepare_dataset
 from .sampler import EpochSeededSampler
-from .splits import derive_celebahq_splits, read_split, split_path, splits_dir, write_split
+from .splits import derive_celebahq_splits, ids_sha256, read_split, split_path, splits_dir, write_split
 
 __all__ = [
     "EpochSeededSampler",
@@ -16,6 +16,7 @@ __all__ = [
     "default_transform",
     "derive_celebahq_splits",
     "id_candidates",
+    "ids_sha256",
     "prepare_dataset",
     "read_rgb",
     "read_split",

@@ -19,7 +19,6 @@ flip (pSp's training augmentation), skipping unusable rows.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -36,7 +35,7 @@ from torchvision.transforms import functional as TF
 
 from ..checkpoints import atomic_save, atomic_write_json
 from .folder import ImageIdDataset
-from .splits import read_split
+from .splits import ids_sha256, read_split
 
 __all__ = ["FORMAT", "PreparedDataset", "ResizeToArray", "main", "prepare_dataset"]
 
@@ -64,10 +63,6 @@ def _npy_writer(array: np.ndarray, path: Path) -> None:
         np.save(f, array)
 
 
-def _ids_sha256(ids: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
-
-
 def prepare_dataset(
     root: str | os.PathLike,  # Folder of source images.
     ids: Sequence[str] | str | os.PathLike,  # Split name, split file or list of ids (see read_split).
@@ -92,7 +87,7 @@ def prepare_dataset(
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "meta.json"
     meta = {"format": FORMAT, "root": str(Path(root).resolve()), "split": split, "num_images": len(ids),
-            "ids_sha256": _ids_sha256(source.ids), "size": size,
+            "ids_sha256": ids_sha256(source.ids), "size": size,
             "resize": "torchvision.transforms.functional.resize(PIL image, [size, size]): bilinear, antialiased",
             "min_size": min_size, "layout": "images.npy uint8 [N, size, size, 3]; status.npy int8 [N] "
                                             "(0 todo, 1 written, 2 unusable)"}

@@ -6,6 +6,7 @@ header comments (provenance and the command that regenerates the file); blank li
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ __all__ = [
     "CELEBAHQ_SPLIT_SIZES",
     "default_mapping_path",
     "derive_celebahq_splits",
+    "ids_sha256",
     "read_split",
     "repo_root",
     "shared_dir",
@@ -75,6 +77,11 @@ def split_path(name: str | os.PathLike[str]) -> Path:
         available = sorted(q.stem for q in splits_dir().glob("*.txt"))
         raise FileNotFoundError(f"unknown split {s!r}: {candidate} does not exist (available: {available})")
     return candidate
+
+
+def ids_sha256(ids: Sequence[str]) -> str:
+    """SHA-256 of an id list (one per line, in order): which images a result or a prepared copy is of."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
 def read_split(name_or_path: str | os.PathLike[str]) -> list[str]:

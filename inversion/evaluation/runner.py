@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..checkpoints import FORMAT as CHECKPOINT_FORMAT
 from ..checkpoints import atomic_write_text, load_inverter
-from ..data import ImageIdDataset, read_split, render_seeds
+from ..data import ImageIdDataset, ids_sha256, read_split, render_seeds
 from ..inverter import RESIZE_MODES, Inverter, resize_images
 from ..models import CheckpointError, Generator
 from ..models.loading import torch_load
@@ -80,10 +80,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def _sha256_text(lines: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _clean(obj: Any) -> Any:
@@ -631,7 +627,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "determinism": DETERMINISM_NOTE,
         "checkpoint": ckpt,
         "data": {"name": str(cfg.eval_data.name), "kind": str(cfg.eval_data.kind), "split": str(cfg.eval_data.split),
-                 "root": cfg.eval_data.get("root"), "num_images": len(ids), "ids_sha256": _sha256_text(ids)},
+                 "root": cfg.eval_data.get("root"), "num_images": len(ids), "ids_sha256": ids_sha256(ids)},
         "protocol": protocol,
         "implementations": suite.descriptions,
         "versions": _versions(),
