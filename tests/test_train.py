@@ -37,7 +37,7 @@ def test_train_py_without_arguments_runs_the_demo_and_improves(demo_run):
     r, tmp_path, run_dir = demo_run["result"], demo_run["cwd"], demo_run["run_dir"]
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    # the demo's stated result: validation L2 at least 2.5x lower after its 400 steps (2.86x measured on CPU)
+    # the demo's stated result: validation L2 at least 2.5x lower after its 400 steps (2.86x and 3.44x measured on CPU)
     assert summary["global_step"] == 400
     assert summary["val_l2_end"] * 2.5 < summary["val_l2_start"], summary
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
