@@ -142,10 +142,12 @@ class Inverter(nn.Module):
         channels_last: bool = False,  # Encoder weights and inputs in channels_last (NHWC) memory format.
         compile: str | None = None,  # torch.compile mode for the encoder and generator.synthesis ("default",
         # "reduce-overhead" = CUDA graphs, "max-autotune"); None: eager.
+        compile_backend: str = "inductor",  # torch.compile backend ("aot_eager": no code generation, for checks).
         fused_modconv: bool = True,  # False: the generator's modulated convs as scale + shared conv + demodulate.
     ) -> Inverter:
-        """Optional speed switches for inference, all off by default (the plain fp32 path is what tests check;
-        ``tests/test_fast_path.py`` bounds the difference). Returns ``self``."""
+        """Optional speed switches for inference and training, all off by default (the plain fp32 path is what
+        tests check; ``tests/test_fast_path.py`` bounds the difference). The encoder is compiled in place
+        (``nn.Module.compile``), so its state-dict keys do not change. Returns ``self``."""
         if isinstance(autocast, str):
             if autocast not in AUTOCAST_DTYPES:
                 raise ValueError(f"autocast={autocast!r}; choose one of {sorted(AUTOCAST_DTYPES)} or None")
@@ -156,8 +158,9 @@ class Inverter(nn.Module):
         if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         if compile is not None:
-            self.encoder = torch.compile(self.encoder, mode=compile)
-            self.generator.synthesis = torch.compile(self.generator.synthesis, mode=compile)
+            kw = {"mode": compile} if compile_backend == "inductor" else {}
+            self.encoder.compile(backend=compile_backend, **kw)
+            self.generator.synthesis = torch.compile(self.generator.synthesis, backend=compile_backend, **kw)
         self._avg_image = None
         return self
 

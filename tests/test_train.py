@@ -371,3 +371,26 @@ def test_selfinv_1024_experiment_composes_and_trains_at_tiny_size(tmp_path):
     assert summary["global_step"] == 2
     inv = load_inverter(tmp_path / "export" / "inverter.pt", device="cpu")  # the device is the loader's choice
     assert inv.generator.img_resolution == 32 and inv.generator.w_avg.device.type == "cpu"
+
+
+def test_fast_path_switches_train_and_keep_checkpoint_keys(tmp_path, captured):
+    """fast.* reach the model (compiled in place, NHWC, unfused modconv); the run trains like the plain one and its
+    checkpoints keep the plain keys, so resuming and exporting work. (aot_eager: the compile path without code
+    generation, so the test stays quick; the inductor mode is the GPU benchmark's.)"""
+    plain = train.run(_cfg(tmp_path / "plain", *TINY_RUN))
+    fast = ["fast.channels_last=true", "fast.fused_modconv=false", "fast.compile=default",
+            "fast.compile_backend=aot_eager"]
+    summary = train.run(_cfg(tmp_path / "fast", *TINY_RUN, *fast, "trainer.max_steps=2"))
+    module = captured["module"]
+    inv = module.inverter
+    assert not any(m.fused for m in inv.generator.modules() if hasattr(m, "fused"))
+    assert inv.encoder._compiled_call_impl is not None  # nn.Module.compile: in place, keys unchanged
+    conv = next(m for m in inv.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    ckpt = torch.load(tmp_path / "fast" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not any("_orig_mod" in k for k in ckpt["state_dict"])
+    assert summary["val_l2_start"] == pytest.approx(plain["val_l2_start"], rel=1e-4)  # same maths before training
+    resumed = train.run(_cfg(tmp_path / "fast", *TINY_RUN, *fast, "ckpt_path=last"))
+    assert resumed["global_step"] == 4 and resumed["nonfinite_steps"] == 0
+    assert resumed["val_l2_end"] == pytest.approx(plain["val_l2_end"], rel=0.05)
+    load_inverter(tmp_path / "fast" / "export" / "inverter.pt")  # the export loads as a plain inverter
