@@ -89,12 +89,18 @@ def main(argv: list[str] | None = None) -> dict:
                      "fast_path": {"autocast": args.autocast, "channels_last": args.channels_last,
                                    "compile": args.compile}}
     table: list[tuple[str, str, float | None, float | None, str]] = []
+
+    def save() -> Path:  # after every part, so a run cut short keeps what it measured
+        results["table"] = [dict(zip(("what", "unit", "ours", "official_h100", "target"), row)) for row in table]
+        return write_results(results, results["device"])
+
     if "train" in args.parts:
         rows = _train_rows(args.device, args.quick, fast)
         results["parts"]["train"] = rows
         for r in rows:
             what, unit, official, target = ANCHORS[("train", r["method"])]
             table.append((what.replace("batch 8", f"batch {r['batch']}"), unit, r["images_per_s"], official, target))
+        save()
     if "infer" in args.parts:
         rows = _infer_rows(args.device, args.quick, [*fast, *(["--compile", args.compile] if args.compile else [])])
         results["parts"]["infer"] = rows
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
             what, unit, official, target = ANCHORS[("infer", r["method"], 1 if r["batch"] == 1 else 8)]
             table.append((what if gpu else f"{what.split(',')[0]}, batch {r['batch']}", unit, r["ms_per_image"],
                           official, target))
+        save()
     if "refine" in args.parts:
         rows = refine_bench.main([*dev, "--lpips", "--batch-sizes", "1", "32" if gpu else "4",
                                   *(["--repeats", "1", "--steps", "2"] if args.quick else [])])
@@ -110,11 +117,13 @@ def main(argv: list[str] | None = None) -> dict:
             what, unit, official, target = ANCHORS[("refine", 1 if r["batch"] == 1 else 32)]
             table.append((what if gpu else f"{what.split(',')[0]}, batch {r['batch']}", unit,
                           r["ms_per_image_step"], official, target))
+        save()
     if "data" in args.parts:
         rows = data_bench.main(["--num-images", "16", "--resolution", "256", "--passes", "1"] if args.quick else [])
         results["parts"]["data"] = rows
         for r in rows:
             table.append((f"data loader: {r['loader']}", "img/s", r["images_per_s"], None, ">= 100 (prepared)"))
+        save()
 
     scope = ("full size, 1024 px, random weights" if gpu else
              "CPU: small generators and slimmed encoders, NOT comparable with the official H100 column")
@@ -124,12 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
         if not gpu:  # the anchors are for full-size models on a GPU
             official, target = None, "n/a on CPU"
         print(f"{what:<58}{unit:>12}{_fmt(ours):>10}{_fmt(official):>15}{target:>20}")
-    results["table"] = [dict(zip(("what", "unit", "ours", "official_h100", "target"), row)) for row in table]
-    print(f"wrote {write_results(results, results['device'])}")
+    print(f"wrote {save()}")
     return results
 
 
-# fast-path settings measured by --sweep: (label, train flags, inference flags); compile only on CUDA
+# fast-path settings measured by --sweep: (label, train flags, inference flags; None = not measured); compile only on
+# CUDA, last (its first steps compile for minutes), training compile on pSp alone
 SWEEP = [
     ("fp32", [], []),
     ("channels_last", ["--channels-last"], ["--channels-last"]),
@@ -138,6 +147,7 @@ SWEEP = [
      ["--autocast", "bfloat16", "--channels-last"]),
     ("unfused modconv", ["--unfused-modconv"], ["--unfused-modconv"]),
     ("compile (reduce-overhead)", None, ["--compile", "reduce-overhead"]),
+    ("compile (default)", ["--compile", "default", "--methods", "pSp"], None),
 ]
 
 
@@ -155,9 +165,10 @@ def sweep(device_arg: str, quick: bool = False) -> dict:
             for r in _train_rows(device_arg, quick, train_flags):
                 col[f"train {r['method'].split(' ')[0]}, batch {r['batch']} (img/s)"] = (
                     r["images_per_s"], r["loss_rel_error_vs_fp32"])
-        for r in _infer_rows(device_arg, quick, infer_flags):
+        for r in _infer_rows(device_arg, quick, infer_flags) if infer_flags is not None else []:
             col[f"infer {r['method']}, batch {r['batch']} (ms/img)"] = (r["ms_per_image"], r["rel_error_vs_fp32"])
         columns[label] = col
+        write_results(_sweep_payload(device, quick, columns), device_name(device), "sweep")
     rows = list(dict.fromkeys(k for col in columns.values() for k in col))
     print(f"\n== fast-path sweep — {device_name(device)} (value; relative error vs fp32 in brackets)")
     print(f"{'':<42}" + "".join(f"{label:>28}" for label in columns))
@@ -167,11 +178,15 @@ def sweep(device_arg: str, quick: bool = False) -> dict:
             value, err = col.get(row, (None, None))
             cells.append("-" if value is None else f"{_fmt(value)}" + ("" if err is None else f" [{err:.1e}]"))
         print(f"{row:<42}" + "".join(f"{c:>28}" for c in cells))
-    results = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-               "quick": quick, "sweep": {label: {k: {"value": v, "rel_error_vs_fp32": e} for k, (v, e) in col.items()}
-                                         for label, col in columns.items()}}
+    results = _sweep_payload(device, quick, columns)
     print(f"wrote {write_results(results, results['device'], 'sweep')}")
     return results
+
+
+def _sweep_payload(device: torch.device, quick: bool, columns: dict) -> dict:
+    return {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+            "quick": quick, "sweep": {label: {k: {"value": v, "rel_error_vs_fp32": e} for k, (v, e) in col.items()}
+                                      for label, col in columns.items()}}
 
 
 if __name__ == "__main__":

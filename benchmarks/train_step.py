@@ -71,6 +71,32 @@ class RandomImages(torch.utils.data.Dataset):
         return {"image": self.images[i]}
 
 
+def build_module(
+    name: str,  # A METHODS key.
+    G: Generator,  # The frozen generator, already on ``device``.
+    *,
+    device: torch.device,
+    width: float,  # Encoder and ID-network channel scale (1 = full size).
+    enc_size: int,  # Encoder input px.
+) -> InversionModule:
+    """The LightningModule train.py builds for ``name``: encoder + ``G``, the README ffhq_encode losses (L2 +
+    LPIPS-alex + ArcFace ID; full-size ID crop and pooling on CUDA, slimmed on CPU) and Ranger, on ``device``."""
+    gpu = device.type == "cuda"
+    cls, nc, iters, module_cls, extra = METHODS[name]
+    channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
+    enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)
+    inv = Inverter(encoder=enc, generator=G, num_iters=iters, residual=iters > 1, encoder_size=enc_size)
+    losses = {
+        "l2": LossTerm(1.0, MSELoss()),
+        "lpips": LossTerm(0.8, LPIPSLoss(net="alex")),
+        "id": LossTerm(0.1, IDLoss(pool_size=112 if gpu else 32, crop=None if not gpu else (35, 223, 32, 220),
+                                   resize_to=256 if gpu else None, channels=channels)),
+    }
+    ranger = instantiate(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "optimizer" / "ranger.yaml"))
+    return module_cls(inverter=inv, losses=losses, optimizer=ranger, loss_size=256 if gpu else enc_size,
+                      image_every_n_steps=0, **extra).to(device)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -85,6 +111,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--channels-last", action="store_true", help="fast path: encoder and loss networks in NHWC")
     p.add_argument("--unfused-modconv", action="store_true",
                    help="generator modulated convs as activation scaling + shared conv + demodulation")
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   help="fast path: torch.compile the encoder and generator synthesis (train.py fast.compile)")
     args = p.parse_args(argv)
     amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
     device = torch.device(args.device)
@@ -98,31 +126,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     gen_kw = {} if width == 1.0 else {"channel_max": max(8, int(512 * width))}
     G = Generator(img_resolution=res, **gen_kw).eval().requires_grad_(False).to(device)
-    channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
-    id_pool = 112 if gpu else 32
     data = RandomImages(batch * (warmup + repeats), enc_size)
-    ranger = instantiate(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "optimizer" / "ranger.yaml"))
     rows = []
     for name in args.methods:
-        cls, nc, iters, module_cls, extra = METHODS[name]
-        enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)
-        inv = Inverter(encoder=enc, generator=G, num_iters=iters, residual=iters > 1, encoder_size=enc_size)
-        losses = {
-            "l2": LossTerm(1.0, MSELoss()),
-            "lpips": LossTerm(0.8, LPIPSLoss(net="alex")),
-            "id": LossTerm(0.1, IDLoss(pool_size=id_pool, crop=None if not gpu else (35, 223, 32, 220),
-                                       resize_to=256 if gpu else None, channels=channels)),
-        }
-        module = module_cls(inverter=inv, losses=losses, optimizer=ranger,
-                            loss_size=256 if gpu else enc_size, image_every_n_steps=0, **extra).to(device)
+        module = build_module(name, G, device=device, width=width, enc_size=enc_size)
+        inv, enc = module.inverter, module.inverter.encoder
 
         guard = None
-        if amp is not None or args.channels_last or args.unfused_modconv:  # guard: the loss against plain fp32
+        if amp is not None or args.channels_last or args.unfused_modconv or args.compile:  # guard: vs plain fp32
             x = data.images[:batch].to(device)
             with torch.no_grad():
                 ref = float(module.compute_losses(module.inverter.invert(x), {"image": x})[0])
-                if args.channels_last or args.unfused_modconv:
-                    module.inverter.set_fast_path(channels_last=args.channels_last,
+                if args.channels_last or args.unfused_modconv or args.compile:  # as train.py's fast.* switches
+                    module.inverter.set_fast_path(channels_last=args.channels_last, compile=args.compile,
                                                   fused_modconv=not args.unfused_modconv)
                     for m in module.loss_terms.values() if args.channels_last else []:
                         m.to(memory_format=torch.channels_last)
@@ -148,13 +164,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "images_per_s_mean_step": batch / statistics.fmean(times),
                      "peak_gib": peak_memory_gib(device), "autocast": args.autocast,
                      "channels_last": args.channels_last, "fused_modconv": not args.unfused_modconv,
+                     "compile": args.compile,
                      "loss_rel_error_vs_fp32": guard,
                      "median_s": median, "min_s": min(times), "max_s": max(times), "repeats": len(times),
                      "warmup": warmup, "timing": "Lightning Trainer.fit, per training step, device synchronised"})
         del module, inv, enc, trainer
     mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []), *(["channels_last"] if args.channels_last
                                                                          else []),
-                       *(["unfused modconv"] if args.unfused_modconv else [])]) or "fp32"
+                       *(["unfused modconv"] if args.unfused_modconv else []),
+                       *([f"compile {args.compile}"] if args.compile else [])]) or "fp32"
     print(f"Training step, generator {res} px, batch {batch}, width x{width}, {mode} — {device_name(device)}")
     print(f"{'method':<34}{'s/step':>9}{'img/s':>9}{'peak GiB':>10}{'loss rel err':>14}")
     for r in rows:
