@@ -39,3 +39,52 @@ def test_fast_path_sweep_reports_each_setting_with_its_guard(monkeypatch, capsys
     # the guard is measured for the fast setting: bf16 stays within a few percent of fp32 on random weights
     assert all(0 < v["rel_error_vs_fp32"] < 0.05 for v in fast.values())
     assert "fast-path sweep" in capsys.readouterr().out
+
+
+def test_op_kind_separates_the_generator_fir_from_other_convolutions():
+    sys.path.insert(0, str(REPO))
+    from benchmarks.breakdown import KINDS, op_kind
+
+    assert op_kind("aten::cudnn_convolution", [[8, 512, 9, 9], [512, 1, 4, 4], []]) == KINDS[1]  # FIR blur
+    assert op_kind("aten::convolution_backward", [[8, 64, 32, 32], [8, 64, 32, 32], [64, 64, 3, 3]]) == KINDS[0]
+    assert op_kind("aten::addmm", [[512], [8, 512], [512, 512]]) == "matrix product"
+    assert op_kind("aten::adaptive_avg_pool2d", [[8, 3, 1024, 1024]]).startswith("normalisation")
+    assert op_kind("aten::leaky_relu") == op_kind("aten::addcdiv_") == "elementwise / other"
+    assert op_kind("aten::copy_") == op_kind("aten::constant_pad_nd") == "copy / layout"
+
+
+def test_breakdown_times_each_part_and_sums_profiled_time_by_kind_and_phase(capsys):
+    sys.path.insert(0, str(REPO))
+    from benchmarks import breakdown
+
+    r = breakdown.main(["--device", "cpu", "--resolution", "32", "--repeats", "1", "--warmup", "0", "--top", "5"])
+    parts = {row["part"]: row for row in r["parts"]}
+    assert {"encoder forward + backward", "generator forward + backward to ws", "optimizer step"} <= set(parts)
+    assert {"loss 'l2' (resize + loss) forward + backward", "loss 'id' (resize + loss) forward + backward"} <= set(
+        parts)
+    assert all(row["ms_per_step"] > 0 and row["calls_per_step"] == 1 for row in r["parts"])
+    prof = r["profile"]
+    kinds = prof["by_kind"]
+    # the step's convolutions run forward and backward, the generator's FIR filter too, and Ranger's update is
+    # elementwise work in the optimizer phase
+    assert kinds["convolution"]["forward"] > 0 and kinds["convolution"]["backward"] > 0
+    assert kinds["FIR filter (depthwise 4x4 conv)"]["forward"] > 0
+    assert kinds["FIR filter (depthwise 4x4 conv)"]["backward"] > 0
+    assert kinds["elementwise / other"]["optimizer"] > 0 and kinds["convolution"]["optimizer"] == 0
+    total = sum(v["total"] for v in kinds.values())
+    assert abs(total - prof["total_ms_per_step"]) < 1e-6 * max(total, 1)
+    assert len(prof["top_ops"]) == 5 and prof["top_ops"][0]["ms_per_step"] >= prof["top_ops"][-1]["ms_per_step"]
+    out = capsys.readouterr().out
+    assert "parts timed alone" in out and "torch.profiler" in out
+
+
+def test_gpu_session_script_checks_its_packages_and_rejects_unknown_parts(tmp_path):
+    """The GPU session script's set-up runs here (imports, GPU record) and an unknown part is a usage error."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(tmp_path)}
+    r = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_session.sh"), "no-such-part"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "usage:" in r.stderr, r.stderr[-2000:]
+    assert "torch" in (tmp_path / "gpu.txt").read_text()
