@@ -29,10 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_name, save_results, sync, time_fn  # noqa: E402
-from benchmarks.train_step import build_module  # noqa: E402
+from benchmarks.common import device_name, frozen_generator, save_results, sync, time_fn  # noqa: E402
+from benchmarks.train_step import build_module, step_sizes  # noqa: E402
 from inversion.inverter import resize_images  # noqa: E402
-from inversion.models import Generator  # noqa: E402
 
 METHODS = ("pSp", "ReStyle-pSp-5")  # InversionModule steps (e4e's adds a discriminator step Lightning runs)
 PHASES = ("forward", "backward", "optimizer")
@@ -118,19 +117,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--unfused-modconv", action="store_true",
                    help="generator modulated convs as activation scaling + shared conv + demodulation")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
-    gpu = device.type == "cuda"
-    res, batch = args.resolution or (1024 if gpu else 64), args.batch or (8 if gpu else 2)
-    width = args.width or (1.0 if gpu else 0.125)
-    enc_size = 256 if gpu else min(64, res)
-    repeats, warmup = args.repeats or (20 if gpu else 2), args.warmup if args.warmup is not None else (3 if gpu else 1)
+    device, gpu, res, batch, width, enc_size, repeats, warmup = step_sizes(args)
     profile_steps = args.profile_steps or (3 if gpu else 1)
-    if gpu:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
-    gen_kw = {} if width == 1.0 else {"channel_max": max(8, int(512 * width))}
-    G = Generator(img_resolution=res, **gen_kw).eval().requires_grad_(False).to(device)
+    G = frozen_generator(res, width, device)
     module = build_module(args.method, G, device=device, width=width, enc_size=enc_size).train()
     inv, enc = module.inverter, module.inverter.encoder
     inv.set_fast_path(channels_last=args.channels_last, fused_modconv=not args.unfused_modconv)

@@ -12,6 +12,25 @@ from pathlib import Path
 import torch
 
 
+def frozen_generator(
+    resolution: int,  # Output px.
+    width: float,  # Channel scale: 1 = config-f (512 channels at most); CPU runs use slimmed models.
+    device: torch.device,
+) -> torch.nn.Module:
+    """A random-weight StyleGAN2 generator in eval mode, without parameter gradients, on ``device``."""
+    from inversion.models import Generator
+
+    kw = {} if width == 1.0 else {"channel_max": max(8, int(512 * width))}
+    return Generator(img_resolution=resolution, **kw).eval().requires_grad_(False).to(device)
+
+
+def fast_gpu_defaults(device: torch.device) -> None:
+    """What the official numbers ran with on CUDA: cuDNN autotuning and TF32 convolutions / matrix products."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

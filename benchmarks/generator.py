@@ -19,13 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
     device_name,
+    fast_gpu_defaults,
+    frozen_generator,
     peak_memory_gib,
     rel_error,
     reset_peak_memory,
     save_results,
     time_fn,
 )
-from inversion.models import Generator  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -45,12 +46,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     res = args.resolution or (1024 if on_gpu else 64)
     repeats = args.repeats or (20 if on_gpu else 3)
     warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
-    if on_gpu:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    fast_gpu_defaults(device)
 
-    G = Generator(img_resolution=res).eval().requires_grad_(False).to(device).set_modconv(not args.unfused_modconv)
+    G = frozen_generator(res, 1.0, device).set_modconv(not args.unfused_modconv)
     ctx = lambda: torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     rows = []
     for batch in args.batch_sizes:

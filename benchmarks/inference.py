@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (  # noqa: E402
     device_name,
+    fast_gpu_defaults,
+    frozen_generator,
     peak_memory_gib,
     rel_error,
     reset_peak_memory,
@@ -28,7 +30,6 @@ from benchmarks.common import (  # noqa: E402
 )
 from inversion import encoders as E  # noqa: E402
 from inversion.inverter import Inverter  # noqa: E402
-from inversion.models import Generator  # noqa: E402
 
 METHODS = {
     "pSp": (E.GradualStyleEncoder, 3, 1),
@@ -65,12 +66,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     batches = args.batch_sizes or ([1, 32] if gpu else [1, 2])
     repeats = args.repeats or (20 if gpu else 2)
     warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
-    if gpu:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
-    gen_kw = {} if width == 1.0 else {"channel_max": max(8, int(512 * width))}
-    G = Generator(img_resolution=res, **gen_kw).eval().requires_grad_(False).to(device)
+    fast_gpu_defaults(device)
+    G = frozen_generator(res, width, device)
     channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
     rows = []
     for name, (cls, nc, iters) in METHODS.items():

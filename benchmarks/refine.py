@@ -18,9 +18,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_name, peak_memory_gib, reset_peak_memory, save_results, time_fn  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    device_name,
+    fast_gpu_defaults,
+    frozen_generator,
+    peak_memory_gib,
+    reset_peak_memory,
+    save_results,
+    time_fn,
+)
 from inversion.losses import LPIPSLoss, MSELoss  # noqa: E402
-from inversion.models import Generator  # noqa: E402
 from inversion.refine import refine  # noqa: E402
 
 
@@ -43,12 +50,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     batches = args.batch_sizes or ([1, 32] if on_gpu else [1, 4])
     steps = args.steps or (20 if on_gpu else 5)
     repeats = args.repeats or (3 if on_gpu else 1)
-    if on_gpu:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    fast_gpu_defaults(device)
 
-    G = Generator(img_resolution=res).eval().requires_grad_(False).to(device)
+    G = frozen_generator(res, 1.0, device)
     losses: dict = {"mse": (1.0, MSELoss())}
     if args.lpips_weights:
         losses["lpips"] = (1.0, LPIPSLoss.from_pretrained(args.lpips_weights, net="vgg").to(device))

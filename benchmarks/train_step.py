@@ -30,7 +30,15 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_name, peak_memory_gib, reset_peak_memory, save_results, sync  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    device_name,
+    fast_gpu_defaults,
+    frozen_generator,
+    peak_memory_gib,
+    reset_peak_memory,
+    save_results,
+    sync,
+)
 from inversion import encoders as E  # noqa: E402
 from inversion.inverter import Inverter  # noqa: E402
 from inversion.losses import IDLoss, LPIPSLoss, MSELoss  # noqa: E402
@@ -69,6 +77,19 @@ class RandomImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"image": self.images[i]}
+
+
+def step_sizes(args: argparse.Namespace) -> tuple[torch.device, bool, int, int, float, int, int, int]:
+    """(device, gpu, resolution, batch, width, encoder px, repeats, warm-up) from the shared flags: full size on
+    CUDA (1024 px, batch 8, 256 px encoder input, 20 repeats), slimmed on CPU; sets the CUDA defaults."""
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    res, batch = args.resolution or (1024 if gpu else 64), args.batch or (8 if gpu else 2)
+    width = args.width or (1.0 if gpu else 0.125)
+    enc_size = 256 if gpu else min(64, res)
+    repeats, warmup = args.repeats or (20 if gpu else 2), args.warmup if args.warmup is not None else (3 if gpu else 1)
+    fast_gpu_defaults(device)
+    return device, gpu, res, batch, width, enc_size, repeats, warmup
 
 
 def build_module(
@@ -115,17 +136,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="fast path: torch.compile the encoder and generator synthesis (train.py fast.compile)")
     args = p.parse_args(argv)
     amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
-    device = torch.device(args.device)
-    gpu = device.type == "cuda"
-    res, batch = args.resolution or (1024 if gpu else 64), args.batch or (8 if gpu else 2)
-    width = args.width or (1.0 if gpu else 0.125)
-    enc_size = 256 if gpu else min(64, res)
-    repeats, warmup = args.repeats or (20 if gpu else 2), args.warmup if args.warmup is not None else (3 if gpu else 1)
-    if gpu:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    gen_kw = {} if width == 1.0 else {"channel_max": max(8, int(512 * width))}
-    G = Generator(img_resolution=res, **gen_kw).eval().requires_grad_(False).to(device)
+    device, gpu, res, batch, width, enc_size, repeats, warmup = step_sizes(args)
+    G = frozen_generator(res, width, device)
     data = RandomImages(batch * (warmup + repeats), enc_size)
     rows = []
     for name in args.methods:
