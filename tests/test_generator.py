@@ -169,6 +169,21 @@ def test_upfirdn2d_matches_definition():
     assert torch.allclose(y[0, 0, 1:5, 1:5], torch.flip(k2, [0, 1]))
 
 
+def test_upfirdn2d_lets_the_convolution_pad_when_padding_is_symmetric():
+    """Symmetric non-negative padding is the convolution's own (no padded copy of x); it equals padding first."""
+    import torch.nn.functional as F
+
+    x = torch.randn(2, 5, 9, 9, generator=torch.Generator().manual_seed(0))
+    k = torch.tensor([1.0, 3, 3, 1])
+    k2 = (k[:, None] * k[None]) / 16
+    weight = torch.flip(k2, [0, 1])[None, None].expand(5, 1, 4, 4)
+    for p in (0, 1, 2):
+        ref = F.conv2d(F.pad(x, [p, p, p, p]), weight, groups=5)
+        torch.testing.assert_close(upfirdn2d(x, k2, pad=(p, p)), ref, rtol=1e-6, atol=1e-6)
+    ref = F.conv2d(F.pad(x, [2, 1, 2, 1]), weight, groups=5)  # asymmetric: padded explicitly
+    torch.testing.assert_close(upfirdn2d(x, k2, pad=(2, 1)), ref, rtol=1e-6, atol=1e-6)
+
+
 def test_constructor_rejects_bad_resolution():
     with pytest.raises(ValueError, match="power of two"):
         Generator(img_resolution=100)
