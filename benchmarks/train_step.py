@@ -99,10 +99,11 @@ def build_module(
     device: torch.device,
     width: float,  # Encoder and ID-network channel scale (1 = full size).
     enc_size: int,  # Encoder input px.
+    full_size: bool | None = None,  # pSp's ID crop / pooling and 256 px losses; None: on CUDA only.
 ) -> InversionModule:
     """The LightningModule train.py builds for ``name``: encoder + ``G``, the README ffhq_encode losses (L2 +
     LPIPS-alex + ArcFace ID; full-size ID crop and pooling on CUDA, slimmed on CPU) and Ranger, on ``device``."""
-    gpu = device.type == "cuda"
+    gpu = device.type == "cuda" if full_size is None else full_size
     cls, nc, iters, module_cls, extra = METHODS[name]
     channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
     enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)

@@ -88,3 +88,47 @@ def test_gpu_session_script_checks_its_packages_and_rejects_unknown_parts(tmp_pa
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "usage:" in r.stderr, r.stderr[-2000:]
     assert "torch" in (tmp_path / "gpu.txt").read_text()
+
+
+def test_roofline_counts_the_official_generator_arithmetic_on_the_meta_device():
+    """The 1024 px generator's forward counts 148.5 GFLOP per image without our FIR convolutions: the performance
+    issue's FlopCounterMode figure for the official rosinality generator (whose FIR is a custom op it cannot see).
+    Counting needs no computation: the models run on the meta device."""
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.common import frozen_generator
+    from benchmarks.roofline import FUSABLE, TrafficCounter, conv_flop
+
+    G = frozen_generator(1024, 1.0, torch.device("cpu")).to("meta")
+    ws = torch.empty(2, G.num_ws, G.w_dim, device="meta")
+    with torch.no_grad(), TrafficCounter() as counter:
+        G.synthesis(ws)
+    s = counter.summary()
+    fir = s["gflop_by_kind"]["FIR filter (depthwise 4x4 conv)"]
+    assert abs((s["gflop"] - fir) / 2 - 148.5) < 0.1 and fir > 0
+    assert s["gb"] > s["gb_fusable"] > 0 and s["gb_by_kind"]["copy / layout"] < 0.05 * s["gb"]
+    assert set(FUSABLE) <= set(s["gb_by_kind"])
+    # the backward of a grouped convolution costs its forward once per gradient (input, weight)
+    x, w = torch.empty(1, 8 * 4, 6, 6, device="meta"), torch.empty(8 * 5, 4, 3, 3, device="meta")
+    out = torch.empty(1, 8 * 5, 6, 6, device="meta")
+    fwd = conv_flop("convolution", (x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 8), out)
+    assert fwd == 2 * out.numel() * 4 * 9
+    bwd = conv_flop("convolution_backward", (out, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 8,
+                                             [True, True, False]), None)
+    assert bwd == 2 * fwd
+
+
+def test_roofline_runs_small_and_writes_its_totals(tmp_path, capsys):
+    sys.path.insert(0, str(REPO))
+    from benchmarks import roofline
+
+    r = roofline.main(["--resolution", "64", "--batch", "2", "--encoder-size", "64", "--width", "0.125",
+                       "--out", str(tmp_path / "roofline.json")])
+    t = r["totals"]
+    assert set(t) == {"pSp train step", "ReStyle-pSp-5 train step", "pSp inference", "ReStyle-pSp-5 inference"}
+    # ReStyle's step is five pSp-like iterations: it moves more bytes than pSp's
+    assert t["ReStyle-pSp-5 train step"]["gb"] > t["pSp train step"]["gb"] > t["pSp inference"]["gb"] > 0
+    assert all(row["floors"]["memory_ms_eager_fp32"] > row["floors"]["memory_ms_unfusable_fp32"] for row in t.values())
+    assert json.loads((tmp_path / "roofline.json").read_text())["batch"] == 2
+    assert "Counted on the meta device" in capsys.readouterr().out
