@@ -220,22 +220,28 @@ class ModulatedConv2d(nn.Module):
         k = self.kernel_size
         if not self.fused:
             return self._forward_scaled(x, w)
-        styles = self.modulation(w).view(n, 1, c, 1, 1)
-        weight = self.scale * self.weight * styles  # [N, out, in, k, k]
+        styles = self.modulation(w)  # [N, in]
+        base = self.scale * self.weight[0]  # [out, in, k, k], shared by the batch
+        coef = styles[:, None, :]  # [N, 1 or out, in]: the per-sample factor of each (out, in) kernel
         if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
-            weight = weight * demod.view(n, self.out_channels, 1, 1, 1)
+            coef = coef * self._demodulation(base, styles)[:, :, None]
+        # the per-sample weights are built once, in the layout the convolution takes (a broadcast product of the
+        # shared kernels and an [N, out, in] factor), not scaled, squared, summed and transposed at full size
         x = x.reshape(1, n * c, h, wd)
-        weight = weight.to(x.dtype)
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(n * c, self.out_channels, k, k)
+            weight = base.transpose(0, 1)[None] * coef.transpose(1, 2)[..., None, None]  # [N, in, out, k, k]
+            weight = weight.reshape(n * c, self.out_channels, k, k).to(x.dtype)
             out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=n)
-            out = self.blur(out.view(n, self.out_channels, *out.shape[2:]))
-        else:
-            weight = weight.reshape(n * self.out_channels, c, k, k)
-            out = F.conv2d(x, weight, padding=self.padding, groups=n)
-            out = out.view(n, self.out_channels, *out.shape[2:])
-        return out
+            return self.blur(out.view(n, self.out_channels, *out.shape[2:]))
+        weight = (base[None] * coef[..., None, None]).reshape(n * self.out_channels, c, k, k).to(x.dtype)
+        out = F.conv2d(x, weight, padding=self.padding, groups=n)
+        return out.view(n, self.out_channels, *out.shape[2:])
+
+    @staticmethod
+    def _demodulation(base: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """[N, out]: rsqrt(sum_{in,k,k} (base * style)^2 + 1e-8) = rsqrt(sum_in style^2 sum_{k,k} base^2 + 1e-8),
+        from the [out, in] kernel energies and the styles alone."""
+        return torch.rsqrt((base.pow(2).sum([2, 3])[None] * styles.pow(2)[:, None, :]).sum(2) + 1e-8)
 
     def _forward_scaled(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``fused=False``: scale activations, convolve with the shared weight, scale by the demodulation."""
@@ -247,9 +253,8 @@ class ModulatedConv2d(nn.Module):
             out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), padding=0, stride=2)
         else:
             out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
-        if self.demodulate:  # rsqrt(sum_{in,k,k} (scale * weight * style)^2 + 1e-8), per sample and output channel
-            demod = torch.rsqrt((weight.pow(2).sum([2, 3])[None] * styles.pow(2)[:, None, :]).sum(2) + 1e-8)
-            out = out * demod.view(n, self.out_channels, 1, 1).to(out.dtype)
+        if self.demodulate:
+            out = out * self._demodulation(weight, styles).view(n, self.out_channels, 1, 1).to(out.dtype)
         return self.blur(out) if self.upsample else out
 
 
