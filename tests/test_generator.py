@@ -237,3 +237,34 @@ def test_modulated_conv_matches_rosinality_formula(upsample, demodulate):
     (g_ref,) = torch.autograd.grad(ref.square().sum(), w)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("noise_batch,clamp", [(1, None), (3, None), (0, None), (1, 0.5)])
+def test_styled_conv_is_noise_bias_leaky_relu_and_gain(noise_batch, clamp):
+    """StyledConv folds the sqrt(2) gain into its weights and adds noise and bias as one shift; the result is
+    rosinality's conv -> + strength * noise -> + bias -> leaky ReLU(0.2) * sqrt(2) (-> clamp), with gradients."""
+    import math
+
+    import torch.nn.functional as F
+
+    from inversion.models.stylegan2 import StyledConv
+
+    torch.manual_seed(0)
+    layer = StyledConv(6, 5, 3, 16, conv_clamp=clamp)
+    with torch.no_grad():
+        layer.noise.weight.fill_(0.7)
+        layer.activate.bias.normal_()
+    x, w = torch.randn(3, 6, 8, 8), torch.randn(3, 16, requires_grad=True)
+    noise = torch.randn(noise_batch, 1, 8, 8) if noise_batch else None
+    out = layer(x, w, noise)
+    ref = layer.conv(x, w)
+    if noise is not None:
+        ref = ref + layer.noise.weight * noise
+    ref = F.leaky_relu(ref + layer.activate.bias.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+    if clamp is not None:
+        ref = ref.clamp(-clamp, clamp)
+        assert (ref.abs() == clamp).any()  # the clamp is exercised
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    (g,) = torch.autograd.grad(out.square().sum(), w)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), w)
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)

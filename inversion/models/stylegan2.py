@@ -109,7 +109,8 @@ class PixelNorm(nn.Module):
 
 
 class FusedLeakyReLU(nn.Module):
-    """Bias + leaky ReLU(0.2) + gain sqrt(2), optionally clamped (stylegan2-ada's ``bias_act``)."""
+    """Bias + leaky ReLU(0.2) + gain sqrt(2), optionally clamped (stylegan2-ada's ``bias_act``). Holds the bias
+    (key ``activate.bias``); :class:`StyledConv` computes the same function with the gain folded in."""
 
     def __init__(self, channels: int, clamp: float | None = None):
         super().__init__()
@@ -215,14 +216,15 @@ class ModulatedConv2d(nn.Module):
         self,
         x: torch.Tensor,  # [N, in_channels, H, W]
         w: torch.Tensor,  # [N, w_dim]
+        gain: float = 1.0,  # Output scale, applied to the weights (free; StyledConv folds its activation gain here).
     ) -> torch.Tensor:
         n, c, h, wd = x.shape
         k = self.kernel_size
         if not self.fused:
-            return self._forward_scaled(x, w)
+            return self._forward_scaled(x, w, gain)
         styles = self.modulation(w)  # [N, in]
         base = self.scale * self.weight[0]  # [out, in, k, k], shared by the batch
-        coef = styles[:, None, :]  # [N, 1 or out, in]: the per-sample factor of each (out, in) kernel
+        coef = styles[:, None, :] * gain  # [N, 1 or out, in]: the per-sample factor of each (out, in) kernel
         if self.demodulate:
             coef = coef * self._demodulation(base, styles)[:, :, None]
         # the per-sample weights are built once, in the layout the convolution takes (a broadcast product of the
@@ -243,7 +245,7 @@ class ModulatedConv2d(nn.Module):
         from the [out, in] kernel energies and the styles alone."""
         return torch.rsqrt((base.pow(2).sum([2, 3])[None] * styles.pow(2)[:, None, :]).sum(2) + 1e-8)
 
-    def _forward_scaled(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _forward_scaled(self, x: torch.Tensor, w: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         """``fused=False``: scale activations, convolve with the shared weight, scale by the demodulation."""
         n, c = x.shape[:2]
         styles = self.modulation(w)  # [N, in]
@@ -254,7 +256,9 @@ class ModulatedConv2d(nn.Module):
         else:
             out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
         if self.demodulate:
-            out = out * self._demodulation(weight, styles).view(n, self.out_channels, 1, 1).to(out.dtype)
+            out = out * (self._demodulation(weight, styles) * gain).view(n, self.out_channels, 1, 1).to(out.dtype)
+        elif gain != 1.0:
+            out = out * gain
         return self.blur(out) if self.upsample else out
 
 
@@ -292,7 +296,17 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels, clamp=conv_clamp)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, w), noise))
+        """``leaky_relu(conv(x) + strength * noise + bias, 0.2) * sqrt(2)`` (then the clamp, if any), computed as
+        ``leaky_relu(sqrt(2) * conv(x) + shift)`` with ``shift = sqrt(2) * (bias + strength * noise)``: the leaky
+        ReLU is positively homogeneous, so the gain goes into the modulated weights and the small shift. One add
+        and one activation pass over the output instead of four passes (noise, bias, activation, gain)."""
+        out = self.conv(x, w, gain=SQRT2)
+        shift = self.activate.bias.view(1, -1, 1, 1) * SQRT2  # [1, C, 1, 1]
+        if noise is not None:  # [1, C, H, W] with the stored noise: small next to the [N, C, H, W] output
+            shift = shift + (self.noise.weight * SQRT2) * noise
+        out = F.leaky_relu(out + shift.to(out.dtype), 0.2)
+        clamp = self.activate.clamp
+        return out if clamp is None else out.clamp(-clamp, clamp)
 
 
 class ToRGB(nn.Module):
