@@ -45,7 +45,7 @@ from inversion.inverter import resize_images  # noqa: E402
 
 FUSABLE = ("elementwise / other", "reduction", "copy / layout")
 NO_TRAFFIC = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh", "detach",
-              "_local_scalar_dense", "set_"}
+              "_local_scalar_dense", "set_", "_unsafe_view"}  # _unsafe_view: a view its schema does not declare
 WRITE_ONLY_FIRST = {"copy_", "fill_", "zero_", "uniform_", "normal_"}  # the first argument is written, not read
 
 

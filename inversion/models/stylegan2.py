@@ -231,7 +231,8 @@ class ModulatedConv2d(nn.Module):
         # shared kernels and an [N, out, in] factor), not scaled, squared, summed and transposed at full size
         x = x.reshape(1, n * c, h, wd)
         if self.upsample:
-            weight = base.transpose(0, 1)[None] * coef.transpose(1, 2)[..., None, None]  # [N, in, out, k, k]
+            # contiguous factors give a contiguous product, so the reshape below is a view, not a copy
+            weight = base.transpose(0, 1).contiguous()[None] * coef.transpose(1, 2).contiguous()[..., None, None]
             weight = weight.reshape(n * c, self.out_channels, k, k).to(x.dtype)
             out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=n)
             return self.blur(out.view(n, self.out_channels, *out.shape[2:]))
