@@ -69,3 +69,21 @@ def test_compiled_inverter_matches_eager_and_keeps_its_state_dict_keys():
         ref, out = plain.invert(x), compiled.invert(x)
     for step, ref_step in zip(out.steps, ref.steps):
         torch.testing.assert_close(step.images, ref_step.images, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_autocast_keeps_the_generator_activations_in_bf16():
+    """Under autocast the noise + bias shift is added in the activations' dtype, so the chain between
+    convolutions stays bf16 (a float32 shift would promote every activation back to float32: twice the bytes)."""
+    from inversion.models.stylegan2 import StyledConv, ToRGB
+
+    G = demo_generator()
+    dtypes = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype))
+             for m in G.modules() if isinstance(m, (StyledConv, ToRGB))]
+    ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        G.synthesis(ws, noise_mode="const")
+        G.synthesis(ws, noise_mode="random")
+    for h in hooks:
+        h.remove()
+    assert dtypes and set(dtypes) == {torch.bfloat16}
