@@ -224,9 +224,12 @@ class ModulatedConv2d(nn.Module):
             return self._forward_scaled(x, w, gain)
         styles = self.modulation(w)  # [N, in]
         base = self.scale * self.weight[0]  # [out, in, k, k], shared by the batch
-        coef = styles[:, None, :] * gain  # [N, 1 or out, in]: the per-sample factor of each (out, in) kernel
+        coef = styles[:, None, :]  # [N, 1 or out, in]: the per-sample factor of each (out, in) kernel
         if self.demodulate:
-            coef = coef * self._demodulation(base, styles)[:, :, None]
+            demod = self._demodulation(base, styles)
+            coef = coef * (demod if gain == 1.0 else demod * gain)[:, :, None]
+        elif gain != 1.0:
+            coef = coef * gain
         # the per-sample weights are built once, in the layout the convolution takes (a broadcast product of the
         # shared kernels and an [N, out, in] factor), not scaled, squared, summed and transposed at full size
         x = x.reshape(1, n * c, h, wd)
@@ -304,7 +307,7 @@ class StyledConv(nn.Module):
         out = self.conv(x, w, gain=SQRT2)
         shift = self.activate.bias.view(1, -1, 1, 1) * SQRT2  # [1, C, 1, 1]
         if noise is not None:  # [1, C, H, W] with the stored noise: small next to the [N, C, H, W] output
-            shift = shift + (self.noise.weight * SQRT2) * noise
+            shift = torch.addcmul(shift, self.noise.weight * SQRT2, noise)
         out = F.leaky_relu(out + shift.to(out.dtype), 0.2)
         clamp = self.activate.clamp
         return out if clamp is None else out.clamp(-clamp, clamp)
