@@ -12,8 +12,9 @@
 # package registry is reachable; carry .device_kit with the call), installed here into /tmp/site. No pip install -e:
 # the repository root goes on PYTHONPATH. VGG16 weights for selfinv: $VGG16, else .device_kit/weights, else ../shared.
 # QUICK=1: few repeats and small runs (a dry run of the script itself; its figures are not for quoting).
-# Each part runs under `timeout` (BUDGET_S, default 540 s for `all`, the parts sharing it), and every part writes its
-# log and JSON as it goes, so a part cut short still leaves what it measured.
+# Each part runs under `timeout` (BUDGET_S, default 510 s for `all`, the parts sharing it; a part past its limit
+# gets SIGTERM, then SIGKILL 20 s later), and every part writes its log and JSON as it goes, so a part cut short
+# still leaves what it measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -52,7 +53,7 @@ pack() {
 lim() {  # lim CMD...: run CMD under timeout, within the current part's deadline $pd
   local left=$((pd - SECONDS))
   [ "$left" -ge 1 ] || left=1
-  timeout --signal=INT --kill-after=20 "$left" "$@"
+  timeout --kill-after=20 "$left" "$@"  # SIGTERM (Lightning swallows SIGINT), then KILL
 }
 
 part() {  # part NAME SECONDS: run one part under a time limit; a part cut short keeps its log and its JSON
@@ -90,19 +91,19 @@ part() {  # part NAME SECONDS: run one part under a time limit; a part cut short
     *) echo "usage: $0 all|table|breakdown|sweep|selfinv" >&2; exit 2 ;;
   esac
   pack
-  [ "$rc" -eq 0 ] || echo "part $name ended with status $rc (124 or 130: cut at its time limit)" >&2
+  [ "$rc" -eq 0 ] || echo "part $name ended with status $rc (124 or 137: cut at its time limit)" >&2
   return 0
 }
 
 what="${1:-all}"
 if [ "$what" = all ]; then
-  deadline=$((SECONDS + ${BUDGET_S:-540}))
+  deadline=$((SECONDS + ${BUDGET_S:-510}))
   for name in table breakdown sweep; do
     left=$((deadline - SECONDS))
     if [ "$left" -lt 30 ]; then echo "part $name skipped: the time budget is spent" >&2; continue; fi
     part "$name" "$left"
   done
 else
-  part "$what" "${BUDGET_S:-570}"
+  part "$what" "${BUDGET_S:-540}"
 fi
 ls -l "$out"

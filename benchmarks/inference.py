@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     fast_gpu_defaults(device)
     G = frozen_generator(res, width, device)
     channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
+    mode = "fp32" if not use_fast else ", ".join(f"{k}={v}" for k, v in fast.items()
+                                                 if (v if k != "fused_modconv" else not v))
+    result_name = "inference" if not use_fast else "inference-" + "".join(c if c.isalnum() else "_" for c in mode)
     rows = []
     for name, (cls, nc, iters) in METHODS.items():
         if name not in args.methods:
@@ -97,9 +100,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "width": width, "ms_per_image": 1e3 * t["median_s"] / batch, "fast_path": fast,
                          "rel_error_vs_fp32": guard,
                          "peak_gib": peak_memory_gib(device), **t})
+        save_results(result_name, device, rows)  # after every method: a run cut short keeps what it measured
         del inv, enc
-    mode = "fp32" if not use_fast else ", ".join(f"{k}={v}" for k, v in fast.items()
-                                                 if (v if k != "fused_modconv" else not v))
     print(f"Inversion latency, generator {res} px, encoder {enc_size} px, width x{width}, {mode} — "
           f"{device_name(device)}")
     print(f"{'method':<16}{'batch':>6}{'ms/image':>12}{'peak GiB':>10}{'rel err vs fp32':>17}")
@@ -107,8 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         err = "-" if r["rel_error_vs_fp32"] is None else f"{r['rel_error_vs_fp32']:.2e}"
         print(f"{r['method']:<16}{r['batch']:>6}{r['ms_per_image']:>12.1f}{peak:>10}{err:>17}")
-    name = "inference" if not use_fast else "inference-" + "".join(c if c.isalnum() else "_" for c in mode)
-    print(f"wrote {save_results(name, device, rows)}")
+    print(f"wrote {save_results(result_name, device, rows)}")
     return rows
 
 

@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device, gpu, res, batch, width, enc_size, repeats, warmup = step_sizes(args)
     G = frozen_generator(res, width, device)
     data = RandomImages(batch * (warmup + repeats), enc_size)
+    mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []), *(["channels_last"] if args.channels_last
+                                                                         else []),
+                       *(["unfused modconv"] if args.unfused_modconv else []),
+                       *([f"compile {args.compile}"] if args.compile else [])]) or "fp32"
+    result_name = "train_step" if mode == "fp32" else "train_step-" + "".join(
+        c if c.isalnum() else "_" for c in mode)
     rows = []
     for name in args.methods:
         module = build_module(name, G, device=device, width=width, enc_size=enc_size)
@@ -181,19 +187,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "loss_rel_error_vs_fp32": guard,
                      "median_s": median, "min_s": min(times), "max_s": max(times), "repeats": len(times),
                      "warmup": warmup, "timing": "Lightning Trainer.fit, per training step, device synchronised"})
+        save_results(result_name, device, rows)  # after every method: a run cut short keeps what it measured
         del module, inv, enc, trainer
-    mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []), *(["channels_last"] if args.channels_last
-                                                                         else []),
-                       *(["unfused modconv"] if args.unfused_modconv else []),
-                       *([f"compile {args.compile}"] if args.compile else [])]) or "fp32"
     print(f"Training step, generator {res} px, batch {batch}, width x{width}, {mode} — {device_name(device)}")
     print(f"{'method':<34}{'s/step':>9}{'img/s':>9}{'peak GiB':>10}{'loss rel err':>14}")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         err = "-" if r["loss_rel_error_vs_fp32"] is None else f"{r['loss_rel_error_vs_fp32']:.2e}"
         print(f"{r['method']:<34}{r['s_per_step']:>9.3f}{r['images_per_s']:>9.1f}{peak:>10}{err:>14}")
-    name = "train_step" if mode == "fp32" else "train_step-" + "".join(c if c.isalnum() else "_" for c in mode)
-    print(f"wrote {save_results(name, device, rows)}")
+    print(f"wrote {save_results(result_name, device, rows)}")
     return rows
 
 
