@@ -357,3 +357,20 @@ def test_e4e_equals_psp_heads_plus_base():
         a, b = psp(x), e4e(x)
     torch.testing.assert_close(b[:, 0], a[:, 0])
     torch.testing.assert_close(b[:, 1:], a[:, 1:] + a[:, :1])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_subsample_shortcut_is_the_official_maxpool(stride):
+    """The identity-width shortcut is ``x[:, :, ::s, ::s]``, what the official ``MaxPool2d(1, s)`` computes, for odd
+    and even sizes, forward and backward."""
+    from inversion.encoders.irse import Subsample
+
+    for size in (7, 8):
+        x = torch.randn(2, 4, size, size, requires_grad=True)
+        ref = torch.nn.MaxPool2d(1, stride)(x)
+        out = Subsample(stride)(x)
+        assert torch.equal(out, ref)
+        g = torch.randn(ref.shape)
+        (g_ref,) = torch.autograd.grad(ref, x, g)
+        (g_out,) = torch.autograd.grad(out, x, g)
+        assert torch.equal(g_out, g_ref)

@@ -4,7 +4,8 @@ The ``state_dict`` keys are those of TreB1eN's ``Backbone`` (and of pSp's / e4e'
 
 * ``input_layer.{0,1,2}`` -- 3x3 conv (no bias), BatchNorm2d, PReLU;
 * ``body.<i>`` -- the bottleneck units, numbered over all four stages (24 units for 50 layers). Each unit has
-  ``shortcut_layer`` (``MaxPool2d(1, stride)`` when the width is unchanged, else ``{0: 1x1 conv, 1: BN}``) and
+  ``shortcut_layer`` (the official ``MaxPool2d(1, stride)``, i.e. :class:`Subsample`, when the width is unchanged,
+  else ``{0: 1x1 conv, 1: BN}``) and
   ``res_layer.{0: BN, 1: 3x3 conv, 2: PReLU, 3: 3x3 conv (stride), 4: BN, 5: SE (fc1, fc2)}``;
 * ``output_layer.{0: BN2d, 1: Dropout, 2: Flatten, 3: Linear, 4: BN1d}`` -- face-recognition head only.
 
@@ -100,6 +101,21 @@ class SEModule(nn.Module):
         return x * gate
 
 
+class Subsample(nn.Module):
+    """``x[:, :, ::stride, ::stride]``: what the official ``MaxPool2d(1, stride)`` shortcut computes (a max over
+    one element), as a view instead of a copy with int64 indices (no parameters, so no state-dict keys)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.stride == 1 else x[:, :, :: self.stride, :: self.stride]
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
 class BottleneckIR(nn.Module):
     """Improved-residual unit: ``BN -> conv3x3 -> PReLU -> conv3x3(stride) -> BN`` plus a shortcut."""
 
@@ -113,7 +129,7 @@ class BottleneckIR(nn.Module):
     ):
         super().__init__()
         if in_channels == depth:
-            self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
+            self.shortcut_layer: nn.Module = Subsample(stride)
         else:
             self.shortcut_layer = nn.Sequential(
                 nn.Conv2d(in_channels, depth, (1, 1), stride, bias=False),
