@@ -109,20 +109,14 @@ class PixelNorm(nn.Module):
 
 
 class FusedLeakyReLU(nn.Module):
-    """Bias + leaky ReLU(0.2) + gain sqrt(2), optionally clamped (stylegan2-ada's ``bias_act``). Holds the bias
-    (key ``activate.bias``); :class:`StyledConv` computes the same function with the gain folded in."""
+    """The parameters of rosinality's bias + leaky ReLU(0.2) + gain sqrt(2) (stylegan2-ada's ``bias_act``): the
+    bias (key ``activate.bias``) and the optional clamp. :class:`StyledConv` computes the function, with the gain
+    folded into its weights."""
 
     def __init__(self, channels: int, clamp: float | None = None):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
         self.clamp = clamp
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = [1, -1] + [1] * (x.ndim - 2)
-        x = F.leaky_relu(x + self.bias.view(shape).to(x.dtype), 0.2) * SQRT2
-        if self.clamp is not None:
-            x = x.clamp(-self.clamp, self.clamp)
-        return x
 
 
 class EqualLinear(nn.Module):
@@ -267,16 +261,11 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Adds ``weight * noise`` (a single learned strength per layer)."""
+    """The learned noise strength of a layer (key ``noise.weight``); :class:`StyledConv` adds ``weight * noise``."""
 
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        if noise is None:
-            return x
-        return x + self.weight * noise
 
 
 class StyledConv(nn.Module):
