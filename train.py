@@ -111,9 +111,6 @@ def run(cfg: DictConfig) -> dict:
     ckpt = resolve_ckpt(cfg)
     G = instantiate(cfg.generator).eval().requires_grad_(False)
     inverter = build_inverter(cfg.encoder, G)
-    fast = cfg.fast
-    inverter.set_fast_path(channels_last=fast.channels_last, compile=fast.compile,
-                           compile_backend=fast.compile_backend, fused_modconv=fast.fused_modconv)
     train_loader, val_loader = build_data(cfg.data, G, cfg.seed)
     train_set = train_loader.dataset
     module: InversionModule = instantiate(cfg.module, _partial_=True)(
@@ -127,9 +124,7 @@ def run(cfg: DictConfig) -> dict:
         collaborative=build_collaborative(cfg),
     )
     module.to(G.w_avg.device)  # a generator built on a GPU (generator.device=cuda) brings the encoder along
-    if fast.channels_last:
-        for m in module.loss_terms.values():
-            m.to(memory_format=torch.channels_last)
+    module.set_fast_path(**cfg.fast)
     out_dir = Path(cfg.paths.output_dir)
     callbacks = [
         instantiate(cfg.callbacks.checkpoint),

@@ -123,9 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     G = frozen_generator(res, width, device)
     module = build_module(args.method, G, device=device, width=width, enc_size=enc_size).train()
     inv, enc = module.inverter, module.inverter.encoder
-    inv.set_fast_path(channels_last=args.channels_last, fused_modconv=not args.unfused_modconv)
-    for m in module.loss_terms.values() if args.channels_last else []:
-        m.to(memory_format=torch.channels_last)
+    module.set_fast_path(channels_last=args.channels_last, fused_modconv=not args.unfused_modconv)
     opt = module.configure_optimizers()
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, 3, enc_size, enc_size, generator=gen) * 2 - 1).to(device)

@@ -157,10 +157,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with torch.no_grad():
                 ref = float(module.compute_losses(module.inverter.invert(x), {"image": x})[0])
                 if args.channels_last or args.unfused_modconv or args.compile:  # as train.py's fast.* switches
-                    module.inverter.set_fast_path(channels_last=args.channels_last, compile=args.compile,
-                                                  fused_modconv=not args.unfused_modconv)
-                    for m in module.loss_terms.values() if args.channels_last else []:
-                        m.to(memory_format=torch.channels_last)
+                    module.set_fast_path(channels_last=args.channels_last, compile=args.compile,
+                                         fused_modconv=not args.unfused_modconv)
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     fast = float(module.compute_losses(module.inverter.invert(x), {"image": x})[0])
             guard = abs(fast - ref) / abs(ref)

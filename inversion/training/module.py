@@ -207,6 +207,24 @@ class InversionModule(pl.LightningModule):
                 lg.experiment.add_image(name.split("_")[0] + "/grid", grid, self.global_step)
         return path
 
+    # ------------------------------------------------------------------ speed
+    def set_fast_path(
+        self,
+        *,
+        channels_last: bool = False,  # Encoder and loss networks in NHWC memory format.
+        compile: str | None = None,  # torch.compile mode for the encoder and generator synthesis; None: eager.
+        compile_backend: str = "inductor",  # torch.compile backend.
+        fused_modconv: bool = True,  # False: modulated convs as activation scaling + shared conv + demodulation.
+    ) -> InversionModule:
+        """train.py's ``fast.*`` switches: :meth:`Inverter.set_fast_path` plus the loss networks' memory format
+        (bf16 is Lightning's ``precision``). Returns ``self``."""
+        self.inverter.set_fast_path(channels_last=channels_last, compile=compile, compile_backend=compile_backend,
+                                    fused_modconv=fused_modconv)
+        if channels_last:
+            for m in self.loss_terms.values():
+                m.to(memory_format=torch.channels_last)
+        return self
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         opt = self.optimizer_factory([p for p in self.inverter.encoder.parameters() if p.requires_grad])
