@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -101,6 +102,36 @@ def summarize_profile(events, *, gpu: bool, steps: int, top: int = 20) -> dict:
             "by_kind": {k: {**v, "total": sum(v.values())} for k, v in by_kind.items()}, "top_ops": ops[:top]}
 
 
+def step_parts(
+    module,  # An InversionModule (train_step.build_module).
+    x: torch.Tensor,  # Encoder-size input images [N, 3, S, S].
+    ws: torch.Tensor,  # Latents [N, num_ws, w_dim] the generator part starts from.
+    images: torch.Tensor,  # Generator-size reconstructions [N, 3, R, R] the loss parts start from.
+) -> list[tuple[str, Callable[[], torch.Tensor], int]]:
+    """The parts of a training step as (key, forward, calls per step): each ``forward()`` returns the tensor whose
+    backward is the part's backward (encoder -> its weights, generator -> ``ws``, each image loss, with its resize,
+    -> the reconstruction). ReStyle runs each part once per iteration. Shared by this script (timed) and
+    roofline.py (counted)."""
+    inv, calls = module.inverter, module.inverter.num_iters
+    enc, G = inv.encoder, inv.generator
+    enc_in = x
+    if inv.residual:
+        enc_in = torch.cat([x, inv.avg_image(x.dtype, x.device).expand(x.shape[0], -1, -1, -1)], 1)
+    if inv.channels_last:
+        enc_in = enc_in.contiguous(memory_format=torch.channels_last)
+    target = resize_images(x, module.loss_size, module.loss_resize_mode)
+
+    def loss_forward(name: str) -> Callable[[], torch.Tensor]:
+        weight, loss_module = module.loss_spec[name][0], module.loss_terms[name]
+        return lambda: weight * loss_module(
+            resize_images(images.clone().requires_grad_(True), module.loss_size, module.loss_resize_mode), target)
+
+    return [("encoder", lambda: enc(enc_in), calls),
+            ("generator", lambda: G.synthesis(ws.clone().requires_grad_(True)), calls),
+            *[(f"loss '{k}'", loss_forward(k), calls) for k, (_, kind) in module.loss_spec.items()
+              if kind == "images"]]
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -122,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
     G = frozen_generator(res, width, device)
     module = build_module(args.method, G, device=device, width=width, enc_size=enc_size).train()
-    inv, enc = module.inverter, module.inverter.encoder
+    inv = module.inverter
     module.set_fast_path(channels_last=args.channels_last, fused_modconv=not args.unfused_modconv)
     opt = module.configure_optimizers()
     gen = torch.Generator().manual_seed(0)
@@ -131,40 +162,19 @@ def main(argv: list[str] | None = None) -> dict:
     ws0 = (inv.latent_avg + 0.1 * torch.randn(batch, G.num_ws, G.w_dim, generator=gen).to(device)).detach()
     with torch.no_grad():
         images0 = G.synthesis(ws0)
-    grad_ws = torch.randn(batch, G.num_ws, G.w_dim, generator=gen).to(device)
-    grad_img = torch.randn(images0.shape, generator=gen).to(device) / images0[0].numel() ** 0.5
-    enc_in = x if not inv.residual else torch.cat([x, inv.avg_image(x.dtype, device).expand(batch, -1, -1, -1)], 1)
-    if args.channels_last:
-        enc_in = enc_in.contiguous(memory_format=torch.channels_last)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
 
-    def encoder_part():
-        with autocast():
-            out = enc(enc_in)
-        (out.float() * grad_ws).sum().backward()
-        opt.zero_grad(set_to_none=True)
+    def forward_backward(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run():
+            with autocast():
+                out = forward()
+            out.float().sum().backward()
+            opt.zero_grad(set_to_none=True)  # the encoder's gradients: no accumulation into the next call
+        return run
 
     def generator_forward():
         with torch.no_grad(), autocast():
             G.synthesis(ws0)
-
-    def generator_part():
-        ws = ws0.clone().requires_grad_(True)
-        with autocast():
-            img = G.synthesis(ws)
-        (img.float() * grad_img).sum().backward()
-
-    def loss_part(name: str):
-        weight, _ = module.loss_spec[name]
-        loss_module = module.loss_terms[name]
-        tgt = resize_images(x, module.loss_size, module.loss_resize_mode)
-
-        def run():
-            y = images0.clone().requires_grad_(True)
-            with autocast():
-                value = weight * loss_module(resize_images(y, module.loss_size, module.loss_resize_mode), tgt)
-            value.float().backward()
-        return run
 
     params = [q for group in opt.param_groups for q in group["params"]]
 
@@ -183,12 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.profiler.record_function(OPTIMIZER_SCOPE):
             opt.step()
 
-    iters = inv.num_iters
-    image_losses = [k for k, (_, kind) in module.loss_spec.items() if kind == "images"]
-    parts = [("encoder forward + backward", encoder_part, iters),
-             ("generator forward + backward to ws", generator_part, iters),
-             *[(f"loss '{k}' (resize + loss) forward + backward", loss_part(k), iters) for k in image_losses],
-             ("optimizer step", optimizer_part, 1)]
+    labels = {"encoder": "encoder forward + backward", "generator": "generator forward + backward to ws"}
+    parts = [(labels.get(key, f"{key} (resize + loss) forward + backward"), forward_backward(forward), calls)
+             for key, forward, calls in step_parts(module, x, ws0, images0)]
+    parts.append(("optimizer step", optimizer_part, 1))
     rows = []
     for what, fn, calls in parts:
         t = time_fn(fn, device, warmup=warmup, repeats=repeats)

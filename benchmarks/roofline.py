@@ -38,10 +38,9 @@ from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.breakdown import KINDS, op_kind  # noqa: E402
+from benchmarks.breakdown import KINDS, op_kind, step_parts  # noqa: E402
 from benchmarks.common import frozen_generator  # noqa: E402
 from benchmarks.train_step import build_module  # noqa: E402
-from inversion.inverter import resize_images  # noqa: E402
 
 FUSABLE = ("elementwise / other", "reduction", "copy / layout")
 NO_TRAFFIC = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh", "detach",
@@ -143,41 +142,30 @@ def main(argv: list[str] | None = None) -> dict:
     ws = torch.empty(n, G.num_ws, G.w_dim, device=meta)
     images = torch.empty(n, 3, res, res, device=meta)
 
-    def fwd_bwd(forward) -> tuple[dict, dict]:
-        state: dict = {}
-        f = count(lambda: state.update(out=forward()))
-        b = count(lambda: state["out"].float().sum().backward())
-        return f, b
-
     parts: dict[str, dict] = {}
     with torch.no_grad():
         parts["generator forward (no grad)"] = count(lambda: G.synthesis(ws))
-    f, b = fwd_bwd(lambda: G.synthesis(ws.clone().requires_grad_(True)))
-    parts["generator forward (grad)"], parts["generator backward to ws"] = f, b
     for name, module in modules.items():
         enc = module.inverter.encoder
-        inp = x if name == "pSp" else torch.empty(n, 6, enc_size, enc_size, device=meta)
-        with torch.no_grad():
-            parts[f"{name} encoder forward (no grad)"] = count(lambda enc=enc, inp=inp: enc(inp))
-        f, b = fwd_bwd(lambda enc=enc, inp=inp: enc(inp))
-        parts[f"{name} encoder forward"], parts[f"{name} encoder backward"] = f, b
-        params = [q for q in enc.parameters() if q.requires_grad]
-        for q in params:
-            q.grad = torch.empty_like(q)
-        opt = module.configure_optimizers()
-        parts[f"{name} Ranger step"] = count(opt.step)
-    psp = modules["pSp"]
-    target = resize_images(x, psp.loss_size, psp.loss_resize_mode)
-    for term, (weight, _) in psp.loss_spec.items():
-        loss = psp.loss_terms[term]
-        f, b = fwd_bwd(lambda loss=loss, weight=weight: weight * loss(
-            resize_images(images.clone().requires_grad_(True), psp.loss_size, psp.loss_resize_mode), target))
-        parts[f"loss '{term}' forward"], parts[f"loss '{term}' backward"] = f, b
+        for key, forward, _ in step_parts(module, x, ws, images):
+            if key == "encoder":
+                with torch.no_grad():
+                    parts[f"{name} encoder forward (no grad)"] = count(forward)
+                key = f"{name} encoder"
+            elif name != "pSp":  # the generator and the losses are the same for every method
+                continue
+            state: dict = {}
+            parts[f"{key} forward"] = count(lambda forward=forward, state=state: state.update(out=forward()))
+            parts[f"{key} backward"] = count(lambda state=state: state["out"].float().sum().backward())
+        for q in enc.parameters():
+            if q.requires_grad:
+                q.grad = torch.empty_like(q)
+        parts[f"{name} Ranger step"] = count(module.configure_optimizers().step)
 
     def loss_parts() -> list[tuple[float, dict]]:
         return [(1, v) for k, v in parts.items() if k.startswith("loss ")]
 
-    gen = [(1, parts["generator forward (grad)"]), (1, parts["generator backward to ws"])]
+    gen = [(1, parts["generator forward"]), (1, parts["generator backward"])]
     totals = {
         "pSp train step": _add((1, parts["pSp encoder forward"]), (1, parts["pSp encoder backward"]), *gen,
                                *loss_parts(), (1, parts["pSp Ranger step"])),
