@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import device_name, frozen_generator, save_results, sync, time_fn  # noqa: E402
-from benchmarks.train_step import build_module, step_sizes  # noqa: E402
-from inversion.inverter import resize_images  # noqa: E402
+from benchmarks.train_step import add_step_arguments, build_module, fast_path_label, step_sizes  # noqa: E402
+from inversion.inverter import AUTOCAST_DTYPES, resize_images  # noqa: E402
 
 METHODS = ("pSp", "ReStyle-pSp-5")  # InversionModule steps (e4e's adds a discriminator step Lightning runs)
 PHASES = ("forward", "backward", "optimizer")
@@ -134,27 +134,19 @@ def step_parts(
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_step_arguments(p)
     p.add_argument("--method", default="pSp", choices=METHODS)
-    p.add_argument("--resolution", type=int, default=None, help="generator px; default 1024 on CUDA, 64 on CPU")
-    p.add_argument("--batch", type=int, default=None, help="default 8 on CUDA, 2 on CPU")
-    p.add_argument("--width", type=float, default=None, help="channel scale; default 1 on CUDA, 0.125 on CPU")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per part; default 20 on CUDA, 2 on CPU")
-    p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--profile-steps", type=int, default=None, help="whole steps recorded; default 3 (CUDA) / 1")
     p.add_argument("--top", type=int, default=15, help="operators listed")
-    p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None, help="fast path: torch.autocast")
-    p.add_argument("--channels-last", action="store_true", help="fast path: encoder and loss networks in NHWC")
-    p.add_argument("--unfused-modconv", action="store_true",
-                   help="generator modulated convs as activation scaling + shared conv + demodulation")
     args = p.parse_args(argv)
     device, gpu, res, batch, width, enc_size, repeats, warmup = step_sizes(args)
     profile_steps = args.profile_steps or (3 if gpu else 1)
-    amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
+    amp = AUTOCAST_DTYPES.get(args.autocast)
     G = frozen_generator(res, width, device)
     module = build_module(args.method, G, device=device, width=width, enc_size=enc_size).train()
     inv = module.inverter
-    module.set_fast_path(channels_last=args.channels_last, fused_modconv=not args.unfused_modconv)
+    module.set_fast_path(channels_last=args.channels_last, compile=args.compile,
+                         fused_modconv=not args.unfused_modconv)
     opt = module.configure_optimizers()
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, 3, enc_size, enc_size, generator=gen) * 2 - 1).to(device)
@@ -216,9 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         sync(device)
     prof_summary = summarize_profile(prof.events(), gpu=gpu, steps=profile_steps, top=args.top)
 
-    mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []),
-                       *(["channels_last"] if args.channels_last else []),
-                       *(["unfused modconv"] if args.unfused_modconv else [])]) or "fp32"
+    mode = fast_path_label(args)
     print(f"\n== {args.method} training step, parts timed alone — generator {res} px, batch {batch}, width x{width}, "
           f"{mode} — {device_name(device)}")
     print(f"{'part':<52}{'ms/call':>10}{'calls':>7}{'ms/step':>10}{'share':>8}")

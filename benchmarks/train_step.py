@@ -40,7 +40,7 @@ from benchmarks.common import (  # noqa: E402
     sync,
 )
 from inversion import encoders as E  # noqa: E402
-from inversion.inverter import Inverter  # noqa: E402
+from inversion.inverter import AUTOCAST_DTYPES, Inverter  # noqa: E402
 from inversion.losses import IDLoss, LPIPSLoss, MSELoss  # noqa: E402
 from inversion.models import Generator  # noqa: E402
 from inversion.training import E4EModule, InversionModule, LossTerm  # noqa: E402
@@ -77,6 +77,31 @@ class RandomImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"image": self.images[i]}
+
+
+def add_step_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of a training-step benchmark (this script, breakdown.py): device, sizes, repeats, fast paths."""
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resolution", type=int, default=None, help="generator px; default 1024 on CUDA, 64 on CPU")
+    p.add_argument("--batch", type=int, default=None, help="default 8 on CUDA, 2 on CPU")
+    p.add_argument("--width", type=float, default=None, help="channel scale; default 1 on CUDA, 0.125 on CPU")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats; default 20 on CUDA, 2 on CPU")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default=None,
+                   help="fast path: autocast (Lightning precision bf16-mixed / 16-mixed)")
+    p.add_argument("--channels-last", action="store_true", help="fast path: encoder and loss networks in NHWC")
+    p.add_argument("--unfused-modconv", action="store_true",
+                   help="generator modulated convs as activation scaling + shared conv + demodulation")
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   help="fast path: torch.compile the encoder and generator synthesis (train.py fast.compile)")
+
+
+def fast_path_label(args: argparse.Namespace) -> str:
+    """'fp32', or the fast-path flags joined with ' + ' (for titles and result file names)."""
+    return " + ".join([*([f"autocast {args.autocast}"] if args.autocast else []),
+                       *(["channels_last"] if args.channels_last else []),
+                       *(["unfused modconv"] if args.unfused_modconv else []),
+                       *([f"compile {args.compile}"] if args.compile else [])]) or "fp32"
 
 
 def step_sizes(args: argparse.Namespace) -> tuple[torch.device, bool, int, int, float, int, int, int]:
@@ -121,29 +146,14 @@ def build_module(
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--resolution", type=int, default=None, help="generator px; default 1024 on CUDA, 64 on CPU")
-    p.add_argument("--batch", type=int, default=None, help="default 8 on CUDA, 2 on CPU")
-    p.add_argument("--width", type=float, default=None, help="channel scale; default 1 on CUDA, 0.125 on CPU")
+    add_step_arguments(p)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None,
-                   help="fast path: Lightning precision bf16-mixed / 16-mixed")
-    p.add_argument("--channels-last", action="store_true", help="fast path: encoder and loss networks in NHWC")
-    p.add_argument("--unfused-modconv", action="store_true",
-                   help="generator modulated convs as activation scaling + shared conv + demodulation")
-    p.add_argument("--compile", default=None, metavar="MODE",
-                   help="fast path: torch.compile the encoder and generator synthesis (train.py fast.compile)")
     args = p.parse_args(argv)
-    amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
+    amp = AUTOCAST_DTYPES.get(args.autocast)
     device, gpu, res, batch, width, enc_size, repeats, warmup = step_sizes(args)
     G = frozen_generator(res, width, device)
     data = RandomImages(batch * (warmup + repeats), enc_size)
-    mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []), *(["channels_last"] if args.channels_last
-                                                                         else []),
-                       *(["unfused modconv"] if args.unfused_modconv else []),
-                       *([f"compile {args.compile}"] if args.compile else [])]) or "fp32"
+    mode = fast_path_label(args)
     result_name = "train_step" if mode == "fp32" else "train_step-" + "".join(
         c if c.isalnum() else "_" for c in mode)
     rows = []
