@@ -27,6 +27,7 @@ from benchmarks.common import (  # noqa: E402
     save_results,
     time_fn,
 )
+from inversion.inverter import AUTOCAST_DTYPES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="modulated convs as activation scaling + shared conv + demodulation (Generator.set_modconv)")
     p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None, help="run under torch.autocast")
     args = p.parse_args(argv)
-    amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.autocast)
+    amp = AUTOCAST_DTYPES.get(args.autocast)
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     res = args.resolution or (1024 if on_gpu else 64)
