@@ -3,5 +3,8 @@
 from .callbacks import AtomicCheckpointIO, ExportInverter
 from .e4e import E4EModule
 from .module import Collaborative, InversionModule, LossTerm
+from .ranger import Ranger
 
-__all__ = ["AtomicCheckpointIO", "Collaborative", "E4EModule", "ExportInverter", "InversionModule", "LossTerm"]
+__all__ = [
+    "AtomicCheckpointIO", "Collaborative", "E4EModule", "ExportInverter", "InversionModule", "LossTerm", "Ranger",
+]
