@@ -7,6 +7,8 @@ evaluation, refinement seeding and inference all call :meth:`Inverter.invert`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -168,11 +170,28 @@ class Inverter(nn.Module):
         self,
         x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size.
         num_iters: int | None = None,  # Override the number of ReStyle steps.
-        noise_mode: str = "const",  # Generator noise for the reconstructions.
+        noise_mode: str = "const",  # Generator noise for the reconstructions ('random': a fresh draw per render).
         ws_init: torch.Tensor | None = None,  # ReStyle: start from these ws (their image is rendered).
         render: bool = True,  # False: skip the final step's image (its .images is None), e.g. for latents only.
+        noise_generator: torch.Generator | None = None,  # noise_mode='random': draw from this generator.
     ) -> InversionResult:
-        """Run the encoder (once, or ``num_iters`` residual steps) and the generator."""
+        """Run the encoder (once, or ``num_iters`` residual steps) and the generator: every step of :meth:`iterate`."""
+        return InversionResult(steps=list(self.iterate(x, num_iters, noise_mode, ws_init, render, noise_generator)))
+
+    def iterate(
+        self,
+        x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size.
+        num_iters: int | None = None,  # Override the number of ReStyle steps.
+        noise_mode: str = "const",  # Generator noise for the reconstructions ('random': a fresh draw per render).
+        ws_init: torch.Tensor | None = None,  # ReStyle: start from these ws (their image is rendered).
+        render: bool = True,  # False: skip the final step's image.
+        noise_generator: torch.Generator | None = None,  # noise_mode='random': draw from this generator.
+    ) -> Iterator[InversionStep]:
+        """The inversion loop, one :class:`InversionStep` at a time (pSp / e4e: one step).
+
+        Step ``t + 1`` is computed only when asked for, from step ``t``'s (detached, with ``detach_steps``) ``ws``
+        and image, so a trainer can back-propagate each step's loss before the next step exists and only one
+        step's autograd graph is alive at a time, as the official ReStyle trainer does."""
         assert x.ndim == 4 and x.shape[1] == 3, f"x must be [N, 3, H, W], got {tuple(x.shape)}"
         if x.shape[-1] != self.encoder_size or x.shape[-2] != self.encoder_size:
             raise ValueError(
@@ -182,45 +201,49 @@ class Inverter(nn.Module):
         iters = self.num_iters if num_iters is None else num_iters
         if iters > 1 and not self.residual:
             raise ValueError("num_iters > 1 needs a residual (ReStyle) inverter")
-        if self.autocast is not None:
-            with torch.autocast(device_type=x.device.type, dtype=self.autocast):
-                return self._invert(x, iters, noise_mode, ws_init, render)
-        return self._invert(x, iters, noise_mode, ws_init, render)
-
-    def _invert(self, x: torch.Tensor, iters: int, noise_mode: str, ws_init: torch.Tensor | None,
-                render: bool) -> InversionResult:
-        n = x.shape[0]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         G = self.generator
-        result = InversionResult()
-        if not self.residual:
-            delta = self.encoder(x)
-            ws = delta + self.latent_avg.to(delta.dtype) if self.start_from_latent_avg else delta
-            images = G.synthesis(ws, noise_mode=noise_mode) if render else None
-            result.steps.append(InversionStep(ws=ws, images=images, delta=delta))
-            return result
 
-        if ws_init is None:
-            ws_prev = self.latent_avg[None].to(x).expand(n, -1, -1)
-            y_prev = self.avg_image(x.dtype, x.device).expand(n, -1, -1, -1)
-        else:
-            ws_prev = ws_init
-            with torch.no_grad():
-                y_prev = resize_images(G.synthesis(ws_init, noise_mode=noise_mode), self.encoder_size, self.resize_mode)
+        def synthesis(ws: torch.Tensor) -> torch.Tensor:
+            return G.synthesis(ws, noise_mode=noise_mode, noise_generator=noise_generator)
+
+        if not self.residual:
+            with self._autocast(x):
+                delta = self.encoder(x)
+                ws = delta + self.latent_avg.to(delta.dtype) if self.start_from_latent_avg else delta
+                images = synthesis(ws) if render else None
+            yield InversionStep(ws=ws, images=images, delta=delta)
+            return
+
+        n = x.shape[0]
+        with self._autocast(x):
+            if ws_init is None:
+                ws_prev = self.latent_avg[None].to(x).expand(n, -1, -1)
+                y_prev = self.avg_image(x.dtype, x.device).expand(n, -1, -1, -1)
+            else:
+                ws_prev = ws_init
+                with torch.no_grad():
+                    y_prev = resize_images(synthesis(ws_init), self.encoder_size, self.resize_mode)
         for t in range(iters):
-            delta = self.encoder(torch.cat([x, y_prev.to(x.dtype)], dim=1))
-            ws = ws_prev + delta
-            if t == iters - 1 and not render:
-                result.steps.append(InversionStep(ws=ws, images=None, delta=delta))
-                break
-            images = G.synthesis(ws, noise_mode=noise_mode)
-            result.steps.append(InversionStep(ws=ws, images=images, delta=delta))
-            ws_prev = ws
-            y_prev = resize_images(images, self.encoder_size, self.resize_mode)
-            if self.detach_steps:
-                ws_prev, y_prev = ws_prev.detach(), y_prev.detach()
-        return result
+            last = t == iters - 1
+            with self._autocast(x):
+                delta = self.encoder(torch.cat([x, y_prev.to(x.dtype)], dim=1))
+                ws = ws_prev + delta
+                images = synthesis(ws) if render or not last else None
+                if not last:
+                    ws_prev = ws
+                    y_prev = resize_images(images, self.encoder_size, self.resize_mode)
+                    if self.detach_steps:
+                        ws_prev, y_prev = ws_prev.detach(), y_prev.detach()
+            yield InversionStep(ws=ws, images=images, delta=delta)
+
+    def _autocast(self, x: torch.Tensor):
+        """The fast path's autocast around one step's computation (entered per step, never across a ``yield``:
+        autocast is thread-global state and must not leak into the caller's code between steps)."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=x.device.type, dtype=self.autocast)
 
     def forward(self, x: torch.Tensor, num_iters: int | None = None, noise_mode: str = "const") -> InversionResult:
         return self.invert(x, num_iters=num_iters, noise_mode=noise_mode)

@@ -466,10 +466,13 @@ class Generator(nn.Module):
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
     ) -> list[torch.Tensor]:
-        """Fresh N(0, 1) noise maps [batch_size, 1, r, r] for every layer."""
-        device = device if device is not None else self.w_avg.device
+        """Fresh N(0, 1) noise maps [batch_size, 1, r, r] for every layer, drawn in layer order. A ``generator`` on
+        ``device`` draws there directly (no host copy); a CPU generator with another device draws on the CPU."""
+        device = torch.device(device if device is not None else self.w_avg.device)
+        on_device = generator is None or generator.device.type == device.type
         return [
-            torch.randn(batch_size, 1, s[2], s[3], generator=generator).to(device) for s in self.noise_shapes()
+            torch.randn(batch_size, 1, s[2], s[3], generator=generator, device=device if on_device else "cpu").to(device)
+            for s in self.noise_shapes()
         ]
 
     def const_noise(self) -> list[torch.Tensor]:
@@ -482,6 +485,7 @@ class Generator(nn.Module):
         ws: torch.Tensor,  # [N, num_ws, w_dim]
         noise_mode: str = "const",  # 'const' (stored buffers), 'random' (fresh draw), 'none' (zero noise).
         noise: Sequence[torch.Tensor] | None = None,  # Explicit per-layer noise; overrides noise_mode.
+        noise_generator: torch.Generator | None = None,  # 'random': draw from this generator (reproducible).
     ) -> torch.Tensor:
         """W+ -> images [N, 3, img_resolution, img_resolution]."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), (
@@ -492,7 +496,7 @@ class Generator(nn.Module):
             if noise_mode == "const":
                 noise = self.const_noise()
             elif noise_mode == "random":
-                noise = self.make_noise(n, device=ws.device)
+                noise = self.make_noise(n, device=ws.device, generator=noise_generator)
             elif noise_mode == "none":
                 noise = [None] * self.num_layers
             else:
