@@ -356,24 +356,28 @@ def test_delta_reg_matches_e4e():
     ws = latents(num_ws=6)
     loss = DeltaRegLoss()
 
-    def e4e(latent, stage):  # training/coach.py calc_loss, deltas_latent_dims = range(num_ws)
+    def e4e(latent, stage):  # training/coach.py calc_loss: range(1, progressive_stage.value + 1), dims = range(num_ws)
         total = 0
-        for i in range(1, stage):
+        for i in range(1, stage + 1):
             total += torch.norm(latent[:, i, :] - latent[:, 0, :], 2, dim=1).mean()
         return total
 
-    for stage in (2, 3, 5):
+    for stage in (1, 2, 3, 5):  # stage 1 regularises delta 1, the delta it trains (the old 1..stage-1 gave 0)
         torch.testing.assert_close(loss(ws, stage), e4e(ws, stage))
-    torch.testing.assert_close(loss(ws), e4e(ws, 6))  # None: every delta
-    assert loss(ws, 0) == 0 and loss(ws, 1) == 0 and loss(ws, 6) == 0  # 6 = num_ws = Inference: e4e skips it
-    assert loss.layers(6, 4) == [1, 2, 3]
+    assert loss(ws, 1) > 0
+    torch.testing.assert_close(loss(ws), e4e(ws, 5))  # None: every delta
+    assert loss(ws, 0) == 0 and loss(ws, 6) == 0  # 6 = num_ws = Inference: e4e skips it
+    assert loss.layers(6, 4) == [1, 2, 3, 4]
     per = loss(ws, 4, per_sample=True)
     assert per.shape == (3,)
     torch.testing.assert_close(per.mean(), loss(ws, 4))
+    per_delta = loss.per_delta(ws, 3)  # e4e's delta{i}_loss logs
+    assert list(per_delta) == [1, 2, 3]
+    torch.testing.assert_close(sum(per_delta.values()), loss(ws, 3))
     same = ws[:, :1].expand(3, 6, 8)
     assert loss(same) == 0
     l1 = sum((ws[:, i] - ws[:, 0]).abs().sum(1).mean() for i in (1, 2))
-    torch.testing.assert_close(DeltaRegLoss(p=1)(ws, 3), l1)
+    torch.testing.assert_close(DeltaRegLoss(p=1)(ws, 2), l1)
     ws.requires_grad_(True)
     loss(ws, 0).backward()  # zero but connected
     loss(ws).backward()

@@ -8,7 +8,7 @@ Formulas (official code):
   each sample's offset from the average latent, averaged over the batch (no ``- w_avg`` when
   ``start_from_latent_avg=False``).
 * e4e ``training/coach.py`` (``calc_loss``): with progressive training and ``stage != Inference``,
-  ``sum_{i=1}^{stage-1} mean_n ||ws[n, i] - ws[n, 0]||_p`` (``delta_norm`` p = 2), weighted by
+  ``sum_{i=1}^{stage} mean_n ||ws[n, i] - ws[n, 0]||_p`` (``delta_norm`` p = 2), weighted by
   ``delta_norm_lambda`` (2e-4) by the trainer.
 * e4e adversarial loss on ``w``: ``LatentCodesDiscriminator(512, 4)`` (an MLP with keys ``mlp.{0,2,4,6}``),
   non-saturating losses ``softplus(-D(real)).mean() + softplus(D(fake)).mean()`` for D and
@@ -79,10 +79,10 @@ class DeltaRegLoss(nn.Module):
     where ``num_ws`` stands for ``Inference``):
 
     * ``stage=None``: all deltas ``i = 1 .. num_ws - 1``;
-    * ``0 <= stage < num_ws``: ``i = 1 .. stage - 1``, exactly e4e's ``range(1, stage)`` (the delta being
-      introduced at this stage is not yet penalised; stages 0 and 1 give zero);
-    * ``stage >= num_ws`` (``Inference``: the progressive schedule is over): zero, as e4e skips the term
-      (``progressive_stage.value != 18`` for its 18-layer generator).
+    * ``0 <= stage < num_ws``: ``i = 1 .. stage``, e4e's ``range(1, progressive_stage.value + 1)``: every active
+      delta, including the one introduced at this stage (stage 0 gives zero);
+    * ``stage >= num_ws`` (``Inference``): zero, as e4e skips the term (``progressive_stage.value != 18`` for its
+      18-layer generator). e4e's schedule never reaches it while training: its last stage is ``num_ws - 1``.
 
     e4e only adds this term (weight ``delta_norm_lambda`` = 2e-4) when progressive training is on.
     """
@@ -103,7 +103,7 @@ class DeltaRegLoss(nn.Module):
             raise ValueError(f"stage must be >= 0, got {stage}")
         if stage >= num_ws:
             return []
-        return list(range(1, stage))
+        return list(range(1, stage + 1))
 
     def forward(
         self,
@@ -117,9 +117,20 @@ class DeltaRegLoss(nn.Module):
         if not idx:
             total = ws.new_zeros(ws.shape[0]) + 0 * ws.sum()  # keeps the graph connected
         else:
-            deltas = ws[:, idx] - ws[:, :1]  # [N, len(idx), w_dim]
-            total = torch.linalg.vector_norm(deltas, ord=self.p, dim=2).sum(1)
+            total = self._norms(ws, idx).sum(1)
         return total if per_sample else total.mean()
+
+    def _norms(self, ws: torch.Tensor, idx: list[int]) -> torch.Tensor:
+        return torch.linalg.vector_norm(ws[:, idx] - ws[:, :1], ord=self.p, dim=2)  # [N, len(idx)]
+
+    def per_delta(self, ws: torch.Tensor, stage: int | None = None) -> dict[int, torch.Tensor]:
+        """``{i: mean_n ||ws[n, i] - ws[n, 0]||_p}`` for each regularised delta ``i`` (e4e logs ``delta{i}_loss``);
+        their sum is ``forward(ws, stage)``."""
+        _check_ws(ws)
+        idx = self.layers(ws.shape[1], stage)
+        if not idx:
+            return {}
+        return dict(zip(idx, self._norms(ws, idx).mean(0).unbind(0)))
 
 
 class LatentL2Loss(nn.Module):
