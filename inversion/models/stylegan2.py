@@ -471,8 +471,8 @@ class Generator(nn.Module):
         device = torch.device(device if device is not None else self.w_avg.device)
         on_device = generator is None or generator.device.type == device.type
         return [
-            torch.randn(batch_size, 1, s[2], s[3], generator=generator, device=device if on_device else "cpu").to(device)
-            for s in self.noise_shapes()
+            torch.randn(batch_size, 1, r, c, generator=generator, device=device if on_device else "cpu").to(device)
+            for _, _, r, c in self.noise_shapes()
         ]
 
     def const_noise(self) -> list[torch.Tensor]:
