@@ -76,20 +76,23 @@ def build_data(cfg: DictConfig, generator, seed: int = 0) -> tuple[DataLoader, D
 
 
 @torch.no_grad()
-def mean_val_l2(module: InversionModule, loader: DataLoader) -> float:
-    """Mean per-pixel squared error of the final reconstruction on the validation set (at the input size)."""
+def mean_val_l2(module: InversionModule, loader: DataLoader, max_batches: int | None = None) -> tuple[float, int]:
+    """Mean per-pixel squared error of the final reconstruction (the inference path: stored noise) on the first
+    ``max_batches`` validation batches (None: all), at the input size; and the number of images it saw."""
     was_training = module.training
     module.eval()
     total, count = 0.0, 0
-    for batch in loader:
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
         if batch is None:
             continue
-        x = batch["image"].to(module.device)
+        x = batch["image"].to(device=module.device, dtype=module.dtype)  # a 64-true run leaves the module float64
         y = module.inverter.invert(x).images
         total += (resize_images(y, x.shape[-1], module.loss_resize_mode) - x).square().mean((1, 2, 3)).sum().item()
         count += x.shape[0]
     module.train(was_training)
-    return total / max(count, 1)
+    return total / max(count, 1), count
 
 
 def resolve_ckpt(cfg: DictConfig) -> str | None:
@@ -122,29 +125,30 @@ def run(cfg: DictConfig) -> dict:
         loss_resize_mode=cfg.loss_resize_mode,
         image_every_n_steps=cfg.image_every_n_steps,
         collaborative=build_collaborative(cfg),
+        noise_seed=cfg.seed,
     )
     module.to(G.w_avg.device)  # a generator built on a GPU (generator.device=cuda) brings the encoder along
     module.set_fast_path(**cfg.fast)
     out_dir = Path(cfg.paths.output_dir)
-    callbacks = [
-        instantiate(cfg.callbacks.checkpoint),
-        ExportInverter(cfg.callbacks.export_path, OmegaConf.to_container(cfg.generator, resolve=True)),
-    ]
+    callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if isinstance(spec, DictConfig)
+                 and spec.get("_target_")]  # checkpoints: iteration_<step>, best_model, last
+    callbacks.append(ExportInverter(cfg.callbacks.export_path, OmegaConf.to_container(cfg.generator, resolve=True)))
     loggers = instantiate(cfg.logger) if cfg.logger else False
     trainer: pl.Trainer = instantiate(cfg.trainer, default_root_dir=str(out_dir), callbacks=callbacks,
                                       logger=loggers, plugins=[AtomicCheckpointIO()])
     if ckpt is not None:  # the starting point is the resumed encoder
         module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"], strict=False)
     module.train()
-    start = mean_val_l2(module, val_loader)
-    log.info("validation L2 before training: %.5f", start)
+    summary_batches = cfg.get("summary_val_batches")
+    start, seen = mean_val_l2(module, val_loader, summary_batches)
+    log.info("validation L2 before training: %.5f (%d images)", start, seen)
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt)
-    end = mean_val_l2(module, val_loader)
+    end, seen = mean_val_l2(module, val_loader, summary_batches)
     for lg in trainer.loggers:  # close wandb runs so a later run in this process gets its own
         if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
             lg.experiment.finish()
     summary = {"name": cfg.name, "global_step": trainer.global_step, "val_l2_start": start, "val_l2_end": end,
-               "improvement_factor": start / end if end > 0 else float("inf"),
+               "improvement_factor": start / end if end > 0 else float("inf"), "val_l2_images": seen,
                "nonfinite_steps": module.nonfinite_steps, "export": str(cfg.callbacks.export_path),
                # counted in this process (with num_workers > 0 each worker warns for its own skips)
                "skipped_train_images": getattr(train_set, "num_bad", 0),

@@ -129,7 +129,8 @@ class Inverter(nn.Module):
         if cached is None or cached.device != device or cached.dtype != dtype:
             with torch.no_grad():
                 img = self.generator.synthesis(self.latent_avg[None].to(device), noise_mode="const")
-                cached = resize_images(img.float(), self.encoder_size, self.resize_mode).to(dtype)
+                img = img.to(torch.promote_types(img.dtype, torch.float32))  # fp32 for low precision, fp64 kept
+                cached = resize_images(img, self.encoder_size, self.resize_mode).to(dtype)
             self._avg_image = cached
         return cached
 

@@ -24,7 +24,7 @@ class _ReferenceRanger:
     """
 
     def __init__(self, params, lr, betas=(0.95, 0.999), eps=1e-5, alpha=0.5, k=6, threshold=5):
-        self.params = [p.detach().clone().float() for p in params]
+        self.params = [p.detach().clone().to(torch.promote_types(p.dtype, torch.float32)) for p in params]
         self.state: list[dict | None] = [None] * len(self.params)
         self.lr, self.betas, self.eps, self.alpha, self.k, self.threshold = lr, betas, eps, alpha, k, threshold
 
@@ -46,7 +46,7 @@ class _ReferenceRanger:
             if rectified:
                 r = (1 - b2t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma * n_sma_max / (n_sma_max - 2)
             step = (math.sqrt(r) if rectified else 1.0) / (1 - b1**t)
-            g = g.float().clone()
+            g = g.to(self.params[i].dtype).clone()
             if g.dim() > 1:
                 g = g - g.mean(dim=tuple(range(1, g.dim())), keepdim=True)
             s["v"] = s["v"] * b2 + (1 - b2) * g * g

@@ -74,7 +74,9 @@ def _encoder_state(module):
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, captured):
-    full = train.run(_cfg(tmp_path / "full", *TINY_RUN))
+    cfg = _cfg(tmp_path / "full", *TINY_RUN)
+    assert cfg.module.noise_mode == "random"  # fresh generator noise every step, seeded by the step
+    full = train.run(cfg)
     full_state = _encoder_state(captured["module"])
     full_opt = captured["trainer"].optimizers[0].state_dict()
 
@@ -133,7 +135,8 @@ def test_folder_training_skips_and_counts_corrupt_images(tmp_path):
     tf = ["data.train.transform.transforms.0.size=[32,32]", "data.val.transform.transforms.0.size=[32,32]",
           "data.train.min_size=32", "data.val.min_size=32"]
     cfg = _cfg(tmp_path / "run", *TINY_BASE, "data=ffhq", "loss=psp", "loss.lpips.weight=0", "loss.id.weight=0",
-               f"paths.data_root={tmp_path / 'imgs'}", f"data.train.ids={split}", f"data.val.ids={split}",
+               f"paths.data_root={tmp_path / 'imgs'}", f"paths.celebahq_root={tmp_path / 'imgs'}",
+        f"data.train.ids={split}", f"data.val.ids={split}",
                "data.num_workers=0", *tf)
     with pytest.warns(UserWarning, match="0000[45].png"):
         summary = train.run(cfg)
@@ -158,15 +161,15 @@ def test_empty_split_or_missing_root_fails_before_training(tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from inversion.training import InversionModule
 
-    real = InversionModule.compute_losses
+    real = InversionModule.step_losses
 
-    def poisoned(self, out, batch):
-        total, terms = real(self, out, batch)
+    def poisoned(self, step, target, batch):
+        total, terms = real(self, step, target, batch)
         if self.global_step >= 2:
             total = total * float("nan")
         return total, terms
 
-    monkeypatch.setattr(InversionModule, "compute_losses", poisoned)
+    monkeypatch.setattr(InversionModule, "step_losses", poisoned)
     summary = train.run(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=6"))
     assert summary["nonfinite_steps"] >= 1 and summary["global_step"] == 2
     ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
@@ -202,7 +205,8 @@ def test_paper_experiments_compose_and_train_a_few_steps(tmp_path, experiment, m
         tmp_path / "run", f"experiment={experiment}", f"paths.stylegan2_ffhq={gen_path}",
         "generator.img_resolution=32", "generator.num_ws=8", "generator.w_dim=16",
         f"paths.ir_se50={id_path}", "+loss.id.module.channels=[16,16,32,32]", *lpips,
-        f"paths.data_root={tmp_path / 'imgs'}", f"data.train.ids={split}", f"data.val.ids={split}",
+        f"paths.data_root={tmp_path / 'imgs'}", f"paths.celebahq_root={tmp_path / 'imgs'}",
+        f"data.train.ids={split}", f"data.val.ids={split}",
         "data.num_workers=0", "data.batch_size=2", "data.train.min_size=32", "data.val.min_size=32",
         "data.train.transform.transforms.0.size=[32,32]", "data.val.transform.transforms.0.size=[32,32]",
         "encoder.net.channels=[16,16,32,32]", "encoder.net.input_size=32", "loss_size=32",
@@ -283,13 +287,28 @@ E4E_RUN = [*TINY_RUN, "module._target_=inversion.training.E4EModule", "encoder=e
            "+module.d_reg_every=2", "+module.pool_size=4", "+module.delta_reg_weight=0.01"]
 
 
-def test_e4e_progressive_schedule():
+def _official_progressive_steps(num_ws: int, start: int, every: int) -> list[int]:
+    """e4e's scripts/train.py setup_progressive_steps: [0] then one entry per delta (num_ws - 1 of them)."""
+    steps, nxt = [0], start
+    for _ in range(num_ws - 1):
+        steps.append(nxt)
+        nxt += every
+    return steps
+
+
+def test_e4e_progressive_schedule_is_the_official_one():
     from inversion.training import E4EModule
 
     m = E4EModule.__new__(E4EModule)
     m.progressive_start, m.progressive_step_every = 20000, 2000
     m.inverter = type("I", (), {"num_ws": 18})()
-    assert [m.stage_at(s) for s in (0, 19999, 20000, 21999, 22000, 20000 + 2000 * 17, 10**7)] == [0, 0, 1, 1, 2, 18, 18]
+    official = _official_progressive_steps(18, 20000, 2000)
+    assert len(official) == 18 and official[-1] == 52000
+    for step in (0, 19999, 20000, 21999, 22000, 51999, 52000, 54000, 100000, 499999):
+        # coach.check_for_progressive_training_update: the stage is the last i with progressive_steps[i] <= step
+        assert m.stage_at(step) == max(i for i, s in enumerate(official) if s <= step), step
+    # the last stage is 17, never 18 (Inference): the delta regulariser stays on until max_steps
+    assert m.stage_at(500000) == 17
     m.progressive_start = None
     assert m.stage_at(0) == 18
 
@@ -299,8 +318,11 @@ def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, 
     full = captured["module"]
     assert full.inverter.encoder.progressive_stage == 3  # stage at step 3 (start 1, +1 per step)
     rows = (tmp_path / "full" / "csv" / "version_0" / "metrics.csv").read_text()
-    for key in ("train/d_loss", "train/d_r1", "train/loss_adv", "train/loss_delta_reg", "train/progressive_stage"):
-        assert key in rows
+    for key in ("train/d_real_loss", "train/d_fake_loss", "train/discriminator_loss", "train/discriminator_r1_loss",
+                "train/encoder_discriminator_loss", "train/delta1_loss", "train/delta2_loss", "train/total_delta_loss",
+                "train/progressive_stage", "val/discriminator_loss", "val/d_real_loss",
+                "val/encoder_discriminator_loss"):
+        assert key in rows, key
     full_enc, full_d = _encoder_state(full), {k: v.clone() for k, v in full.discriminator.state_dict().items()}
     full_opts = [o.state_dict() for o in captured["trainer"].optimizers]
 
@@ -394,3 +416,64 @@ def test_fast_path_switches_train_and_keep_checkpoint_keys(tmp_path, captured):
     assert resumed["global_step"] == 4 and resumed["nonfinite_steps"] == 0
     assert resumed["val_l2_end"] == pytest.approx(plain["val_l2_end"], rel=0.05)
     load_inverter(tmp_path / "fast" / "export" / "inverter.pt")  # the export loads as a plain inverter
+
+
+def test_training_renders_with_fresh_noise_seeded_per_step(tmp_path, captured):
+    """Row 1 of #15: the official trainers render with randomize_noise=True (a fresh draw every generator forward,
+    in training and validation); ours draws it from a generator seeded by (seed, stage, step), so it is reproducible."""
+    train.run(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=1"))
+    module = captured["module"].eval()
+    with torch.no_grad():  # the demo generator's noise strengths are 0 (StyleGAN2's init): make the noise visible
+        for name, p in module.inverter.generator.named_parameters():
+            if name.endswith("noise.weight"):
+                p.fill_(0.5)
+    x = torch.stack([module.trainer.train_dataloader.dataset[i]["image"] for i in range(2)])
+    with torch.no_grad():
+        a = next(module.iterate(x, "train", 5)).images
+        b = next(module.iterate(x, "train", 5)).images
+        c = next(module.iterate(x, "train", 6)).images
+        v = next(module.iterate(x, "val", 5)).images
+        const = module.inverter.invert(x).images  # inference keeps the stored noise
+    assert torch.equal(a, b)  # the same step draws the same noise: exact resume
+    assert not torch.allclose(a, c) and not torch.allclose(a, v) and not torch.allclose(a, const)
+    module.noise_mode = "const"  # the switch back to the stored noise
+    with torch.no_grad():
+        torch.testing.assert_close(next(module.iterate(x, "train", 5)).images, const)
+
+
+def test_paper_experiments_train_on_all_of_ffhq_and_validate_on_celebahq_test():
+    """Row 11 of #15: the official ffhq_encode trains on every FFHQ image and validates on CelebA-HQ test."""
+    from inversion.data.splits import read_split
+
+    assert read_split("ffhq_all") == [f"{i:05d}" for i in range(70000)]
+    for name in ("psp_ffhq", "e4e_ffhq", "restyle_psp_ffhq", "restyle_e4e_ffhq"):
+        cfg = _cfg(Path("/tmp/unused"), f"experiment={name}", "paths.data_root=/ffhq", "paths.celebahq_root=/celebahq")
+        assert (cfg.data.train.ids, cfg.data.train.root) == ("ffhq_all", "/ffhq"), name
+        assert (cfg.data.val.ids, cfg.data.val.root) == ("celebahq_test", "/celebahq"), name
+
+
+def test_checkpoints_keep_every_iteration_and_the_best_validation(tmp_path):
+    """Row 13 of #15: iteration_<step>.ckpt at every save interval (all kept), last.ckpt, and best_model.ckpt at the
+    lowest validation loss, with Lightning's ModelCheckpoint."""
+    import csv
+
+    train.run(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=6"))
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best_model.ckpt", "iteration_2.ckpt", "iteration_4.ckpt",
+                                                      "iteration_6.ckpt", "last.ckpt"]
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv") as f:
+        val = [(float(r["val/loss"]),) for r in csv.DictReader(f) if r.get("val/loss")]
+    assert len(val) == 3
+    best = torch.load(ckpts / "best_model.ckpt", weights_only=False)
+    state = next(v for k, v in best["callbacks"].items() if "val/loss" in k)
+    assert state["best_model_score"].item() == pytest.approx(min(val)[0])
+    best_index = min(range(3), key=lambda i: val[i][0])  # validations after steps 2, 4, 6
+    assert best["global_step"] == 2 * (best_index + 1)
+
+
+def test_the_summary_l2_reads_a_bounded_number_of_validation_batches(tmp_path):
+    """Row 15 of #15: val_l2_start / val_l2_end read summary_val_batches batches, not the whole validation set."""
+    cfg = _cfg(tmp_path, *TINY_RUN, "trainer.max_steps=1", "data.val.seeds=[1000,1001,1002,1003,1004,1005]",
+               "data.batch_size=2", "summary_val_batches=1")
+    assert _cfg(tmp_path).summary_val_batches == 50
+    assert train.run(cfg)["val_l2_images"] == 2

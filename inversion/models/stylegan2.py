@@ -465,13 +465,15 @@ class Generator(nn.Module):
         batch_size: int = 1,
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,  # None: the default dtype.
     ) -> list[torch.Tensor]:
         """Fresh N(0, 1) noise maps [batch_size, 1, r, r] for every layer, drawn in layer order. A ``generator`` on
         ``device`` draws there directly (no host copy); a CPU generator with another device draws on the CPU."""
         device = torch.device(device if device is not None else self.w_avg.device)
         on_device = generator is None or generator.device.type == device.type
         return [
-            torch.randn(batch_size, 1, r, c, generator=generator, device=device if on_device else "cpu").to(device)
+            torch.randn(batch_size, 1, r, c, generator=generator, device=device if on_device else "cpu",
+                        dtype=dtype).to(device)
             for _, _, r, c in self.noise_shapes()
         ]
 
@@ -496,7 +498,7 @@ class Generator(nn.Module):
             if noise_mode == "const":
                 noise = self.const_noise()
             elif noise_mode == "random":
-                noise = self.make_noise(n, device=ws.device, generator=noise_generator)
+                noise = self.make_noise(n, device=ws.device, generator=noise_generator, dtype=ws.dtype)
             elif noise_mode == "none":
                 noise = [None] * self.num_layers
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
-from ..inverter import InversionResult, Inverter, resize_images
-from ..losses import LatentL2Loss
+from ..inverter import InversionResult, InversionStep, Inverter, resize_images
+from ..losses import EmbeddingSimilarityLoss, LatentL2Loss
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +51,51 @@ class LossTerm:
             raise ValueError(f"loss inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
 
 
-class InversionModule(pl.LightningModule):
-    """Encoder training for pSp / e4e / ReStyle: per-step losses, logging, image grids.
+NOISE_MODES = ("random", "const")
+NOISE_STAGES = ("train", "val")
 
-    Only the encoder is trained and checkpointed; the generator and loss networks are frozen, rebuilt
-    from the config, and left out of checkpoints.
+
+def step_noise_seed(base_seed: int, stage: str, index: int) -> int:
+    """Seed of the generator noise of one training step (``index`` = global step) or validation batch (``index`` =
+    batch index): a hash of (the run's seed, stage, index), so a resumed run draws exactly the noise of an
+    uninterrupted one. 32 bits: torch's CPU generator keeps only the low 32 bits of a seed."""
+    if stage not in NOISE_STAGES:
+        raise ValueError(f"stage must be one of {NOISE_STAGES}, got {stage!r}")
+    digest = hashlib.sha256(f"{int(base_seed)}/{stage}/{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class InversionModule(pl.LightningModule):
+    """Encoder training for pSp / e4e / ReStyle: one training step as the official trainers take it.
+
+    Manual optimisation: each ReStyle iteration's loss is back-propagated before the next iteration runs (the
+    official ``perform_train_iteration_on_batch``), so one iteration's autograd graph is alive at a time; the
+    encoder's optimizer steps once per batch. The generator renders with fresh random noise every forward while
+    training and validating (the official ``randomize_noise=True``), drawn from a generator seeded per step
+    (:func:`step_noise_seed`), so runs and resumed runs are reproducible. Logs the last iteration's terms under the
+    official names. Only the encoder is trained and checkpointed; the generator and loss networks are frozen,
+    rebuilt from the config, and left out of checkpoints.
     """
 
     def __init__(
         self,
         *,
         inverter: Inverter,  # Encoder + frozen generator (inversion.build.build_inverter).
-        losses: dict[str, LossTerm],  # Named weighted terms; each ReStyle step gets every term.
+        losses: dict[str, LossTerm],  # Named weighted terms; each ReStyle iteration gets every term.
         optimizer: Callable[..., torch.optim.Optimizer],  # Partial: optimizer(params) -> Optimizer.
-        scheduler: Callable[..., Any] | None = None,  # Optional partial: scheduler(optimizer).
+        scheduler: Callable[..., Any] | None = None,  # Optional partial: scheduler(optimizer), stepped every step.
         loss_size: int = 256,  # Images are compared at this size ...
         loss_resize_mode: str = "adaptive_avg",  # ... resized this way (pSp: face_pool).
         image_every_n_steps: int = 100,  # Write an image grid (input | each step | target) this often.
         max_grid_images: int = 8,
         collaborative: Collaborative | None = None,  # Refine the encoder's ws and pull them towards the result.
+        noise_mode: str = "random",  # Generator noise in training and validation: 'random' (official) or 'const'.
+        noise_seed: int = 0,  # Seeds the per-step noise (train.py passes the run's seed).
     ):
         super().__init__()
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        self.automatic_optimization = False
         self.inverter = inverter
         self.loss_terms = nn.ModuleDict({k: t.module for k, t in losses.items()})
         self.loss_spec = {k: (float(t.weight), t.inputs) for k, t in losses.items()}
@@ -82,6 +107,7 @@ class InversionModule(pl.LightningModule):
         self.loss_resize_mode = loss_resize_mode
         self.image_every_n_steps = image_every_n_steps
         self.max_grid_images = max_grid_images
+        self.noise_mode, self.noise_seed = noise_mode, int(noise_seed)
         self.strict_loading = False  # frozen parts are not in checkpoints
         self.nonfinite_steps = 0
         self.collab = collaborative if collaborative is not None and collaborative.weight > 0 else None
@@ -105,67 +131,110 @@ class InversionModule(pl.LightningModule):
             if k.startswith(self._frozen_prefixes()):
                 sd[k] = v
 
+    # ------------------------------------------------------------------ noise
+    def noise_generator(self, stage: str, index: int) -> torch.Generator | None:
+        """The generator the step's noise is drawn from (on this module's device); None with ``noise_mode='const'``."""
+        if self.noise_mode == "const":
+            return None
+        return torch.Generator(device=self.device).manual_seed(step_noise_seed(self.noise_seed, stage, index))
+
+    def iterate(self, x: torch.Tensor, stage: str, index: int):
+        """:meth:`Inverter.iterate` with this module's training / validation noise."""
+        gen = self.noise_generator(stage, index)
+        return self.inverter.iterate(x, noise_mode="const" if gen is None else "random", noise_generator=gen)
+
     # ------------------------------------------------------------------ losses
-    def compute_losses(self, out: InversionResult, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss (sum over ReStyle steps of the weighted terms) and each term summed over steps."""
-        target = resize_images(batch["image"], self.loss_size, self.loss_resize_mode)
+    def step_losses(self, step: InversionStep, target: torch.Tensor, batch: dict
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted sum and the detached value of each configured term for one inversion step (one ReStyle
+        iteration); ``target`` is the batch at ``loss_size``. An ID term also gives the official ``id_improve``."""
         terms: dict[str, torch.Tensor] = {}
         total = target.new_zeros(())
-        for step in out.steps:
-            y_hat = None
-            for name, (weight, kind) in self.loss_spec.items():
-                module = self.loss_terms[name]
-                if kind == "images":
-                    if y_hat is None:
-                        y_hat = resize_images(step.images, self.loss_size, self.loss_resize_mode)
-                    value = module(y_hat, target)
-                elif kind == "ws_avg":
-                    value = module(step.ws, self.inverter.latent_avg)
-                else:
-                    if "ws" not in batch:
-                        raise KeyError(f"loss '{name}' needs the true ws of the training images (a SeedDataset)")
-                    value = module(step.ws, batch["ws"])
-                terms[name] = terms.get(name, 0) + value.detach()
-                total = total + weight * value
+        y_hat = None
+        for name, (weight, kind) in self.loss_spec.items():
+            module = self.loss_terms[name]
+            if kind == "images":
+                if y_hat is None:
+                    y_hat = resize_images(step.images, self.loss_size, self.loss_resize_mode)
+                value = module(y_hat, target)
+            elif kind == "ws_avg":
+                value = module(step.ws, self.inverter.latent_avg)
+            else:
+                if "ws" not in batch:
+                    raise KeyError(f"loss '{name}' needs the true ws of the training images (a SeedDataset)")
+                value = module(step.ws, batch["ws"])
+            terms[name] = value.detach()
+            if isinstance(module, EmbeddingSimilarityLoss):
+                # official: mean(<e(y_hat), e(y)> - <e(y), e(x)>); the input x is the target y here, so the second
+                # similarity is 1 and id_improve = -loss_id
+                terms["id_improve"] = -value.detach()
+            total = total + weight * value
         return total, terms
 
-    def _step(self, batch: dict | None, stage: str) -> torch.Tensor | None:
-        if batch is None:  # every image of the batch was unreadable (skipped and counted by the dataset)
-            return None
-        x = batch["image"]
-        out = self.inverter.invert(x)
-        total, terms = self.compute_losses(out, batch)
-        if stage == "train":
-            total = self.add_collaborative(out, x, total, terms)
-        if not torch.isfinite(total):
-            self.nonfinite_steps += 1
-            log.error("non-finite %s loss at step %d (%s); stopping. The last good checkpoint is kept.",
-                      stage, self.global_step, {k: float(v) for k, v in terms.items()})
-            if self.trainer is not None:
-                self.trainer.should_stop = True
-            return None
-        bs = x.shape[0]
-        self.log(f"{stage}/loss", total.detach(), prog_bar=True, batch_size=bs, sync_dist=stage == "val")
-        for name, value in terms.items():
-            self.log(f"{stage}/loss_{name}", value, batch_size=bs, sync_dist=stage == "val")
-        final_l2 = (out.images.detach() - resize_images(x, out.images.shape[-1], self.loss_resize_mode)).square()
-        self.log(f"{stage}/l2_final", final_l2.mean(), batch_size=bs, sync_dist=stage == "val")
-        if stage == "train" and self.image_every_n_steps and self.global_step % self.image_every_n_steps == 0:
-            self.write_grid(x, out, f"train_{self.global_step:07d}")
-        return total
+    def extra_losses(self, step: InversionStep, t: int, last: bool, terms: dict[str, torch.Tensor]
+                     ) -> torch.Tensor | None:
+        """Terms beyond the configured ones for iteration ``t`` (e4e: adversarial and delta terms); adds their
+        detached values to ``terms`` and returns their weighted sum, or None."""
+        return None
 
-    def add_collaborative(self, out: InversionResult, x: torch.Tensor, total: torch.Tensor,
+    def compute_losses(self, out: InversionResult, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum over the steps of ``out`` of :meth:`step_losses` (and the step-summed terms), e.g. for benchmarks."""
+        target = resize_images(batch["image"], self.loss_size, self.loss_resize_mode)
+        total, terms = target.new_zeros(()), {}
+        for step in out.steps:
+            value, step_terms = self.step_losses(step, target, batch)
+            total = total + value
+            for k, v in step_terms.items():
+                terms[k] = terms.get(k, 0) + v
+        return total, terms
+
+    def encoder_phase(self, batch: dict, stage: str, index: int
+                      ) -> tuple[InversionResult, torch.Tensor, dict[str, torch.Tensor]] | None:
+        """Invert the batch and score every step; in training, back-propagate each step's loss before the next step
+        is computed (one step's graph alive at a time). Returns the detached steps (images kept for the grid only),
+        the last step's loss and terms (the official logs), or None after a non-finite loss (nothing back-propagated
+        from it; the caller skips the optimizer step)."""
+        x = batch["image"]
+        target = resize_images(x, self.loss_size, self.loss_resize_mode)
+        train = stage == "train"
+        keep_images = stage == "val" or self._grid_due(index)
+        num_iters = self.inverter.num_iters
+        kept = InversionResult()
+        for t, step in enumerate(self.iterate(x, stage, index)):
+            last = t == num_iters - 1
+            total, terms = self.step_losses(step, target, batch)
+            extra = self.extra_losses(step, t, last, terms)
+            if extra is not None:
+                total = total + extra
+            if train and last:
+                total = self.add_collaborative(step, x, total, terms)
+            if not torch.isfinite(total):
+                self.nonfinite_steps += 1
+                log.error("non-finite %s loss at step %d, iteration %d (%s); stopping. The last good checkpoint is "
+                          "kept.", stage, self.global_step, t, {k: float(v) for k, v in terms.items()})
+                if self.trainer is not None:
+                    self.trainer.should_stop = True
+                return None
+            if train:
+                self.manual_backward(total)
+            images = step.images.detach() if (keep_images or last) and step.images is not None else None
+            kept.steps.append(InversionStep(ws=step.ws.detach(), images=images, delta=step.delta.detach()))
+            del step
+        return kept, total.detach(), terms
+
+    def add_collaborative(self, step: InversionStep, x: torch.Tensor, total: torch.Tensor,
                           terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """``total`` plus the weighted collaborative term on its steps (logged as ``loss_collab``, with
         ``loss_collab_refine_gain``); ``total`` unchanged when collaborative mode is off or not due."""
         if self.collab is None or self.global_step % self.collab.every_n_steps != 0:
             return total
-        collab, gain = self.collaborative_loss(out, x)
+        collab, gain = self.collaborative_loss(step, x)
         terms["collab"] = collab.detach()
         terms["collab_refine_gain"] = gain
         return total + self.collab.weight * collab
 
-    def collaborative_loss(self, out: InversionResult, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def collaborative_loss(self, out: InversionResult | InversionStep, x: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """Collaborative learning (Guan et al. 2020): refine the encoder's final ``ws`` (detached) for ``steps``
         optimization steps against the batch's images, then ``LatentL2(ws, refined.detach())``. Also returns how
         much refinement lowered its reconstruction loss (mean over the batch), a sign the teacher is useful."""
@@ -177,13 +246,64 @@ class InversionModule(pl.LightningModule):
         gain = (recon[0] - recon[-1]).mean().to(x.device)
         return self.collab_loss(out.ws, result.ws.detach().to(out.ws.dtype)), gain
 
-    def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:
-        return self._step(batch, "train")
+    # ------------------------------------------------------------------ steps
+    def _encoder_optimizer(self):
+        opts = self.optimizers()
+        return opts[0] if isinstance(opts, list) else opts
+
+    def before_encoder_phase(self, batch: dict, stage: str, index: int) -> dict[str, torch.Tensor]:
+        """Work before the encoder's phase of a step (e4e: the discriminator phase); returns values to log."""
+        return {}
+
+    def training_step(self, batch: dict | None, batch_idx: int) -> None:
+        if batch is None:  # every image of the batch was unreadable (skipped and counted by the dataset)
+            return None
+        step = self.global_step  # counts encoder optimizer steps: the next opt.step() increments it
+        logs = self.before_encoder_phase(batch, "train", step)
+        opt = self._encoder_optimizer()
+        opt.zero_grad(set_to_none=True)  # parameters without a gradient this step are skipped by the optimizer
+        done = self.encoder_phase(batch, "train", step)
+        if done is None:
+            opt.zero_grad(set_to_none=True)
+            return None
+        out, total, terms = done
+        opt.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        self.log_step("train", batch["image"], out, total, {**logs, **terms})
+        if self._grid_due(step):
+            self.write_grid(batch["image"], out, f"train_{step:07d}")
+        return None
+
+    def _grid_due(self, step: int) -> bool:
+        return bool(self.image_every_n_steps) and step % self.image_every_n_steps == 0
 
     def validation_step(self, batch: dict | None, batch_idx: int) -> None:
-        self._step(batch, "val")
-        if batch_idx == 0 and batch is not None and self.trainer is not None and not self.trainer.sanity_checking:
-            self.write_grid(batch["image"], self.inverter.invert(batch["image"]), f"val_{self.global_step:07d}")
+        if batch is None:
+            return None
+        logs = self.before_encoder_phase(batch, "val", batch_idx)
+        done = self.encoder_phase(batch, "val", batch_idx)
+        if done is None:  # logged as NaN, so a best-model checkpoint never picks this validation
+            self.log("val/loss", float("nan"), batch_size=batch["image"].shape[0], sync_dist=True)
+            return None
+        out, total, terms = done
+        self.log_step("val", batch["image"], out, total, {**logs, **terms})
+        if batch_idx == 0 and self.trainer is not None and not self.trainer.sanity_checking:
+            self.write_grid(batch["image"], out, f"val_{self.global_step:07d}")
+        return None
+
+    def log_step(self, stage: str, x: torch.Tensor, out: InversionResult, total: torch.Tensor,
+                 terms: dict[str, torch.Tensor]) -> None:
+        """``{stage}/loss`` and each term of the last iteration (the official ``loss_dict``); configured terms as
+        ``loss_<name>``, the official extra terms (e4e) under their own names; the final image's pixel L2."""
+        bs, sync = x.shape[0], stage == "val"
+        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=bs, sync_dist=sync)
+        for name, value in terms.items():
+            key = f"loss_{name}" if name in self.loss_spec or name.startswith("collab") else name
+            self.log(f"{stage}/{key}", value, batch_size=bs, sync_dist=sync)
+        final_l2 = (out.images - resize_images(x, out.images.shape[-1], self.loss_resize_mode)).square()
+        self.log(f"{stage}/l2_final", final_l2.mean(), batch_size=bs, sync_dist=sync)
 
     # ------------------------------------------------------------------ images
     @torch.no_grad()

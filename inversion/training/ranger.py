@@ -11,7 +11,8 @@ size is computed per parameter (the official caches it in ``radam_buffer`` keyed
 with other betas gets the first group's values); ``alpha``, ``k`` and the threshold are read per group; ``use_gc=False``
 turns centralization off (the official ignores the flag); the closure is evaluated (the official ignores it, Lightning's
 automatic optimisation needs it); ``p.grad`` is left untouched (the official centralizes fp32 grads in place); after
-``load_state_dict`` the moments stay fp32 for bf16 params (torch would cast them to the param dtype).
+``load_state_dict`` the moments stay fp32 for bf16 params (torch would cast them to the param dtype); float64 params
+are updated in float64 (the official casts every param to fp32; the conformance tests run in float64).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Ranger(torch.optim.Optimizer):
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("Ranger does not support sparse gradients")
-                grad, p32 = p.grad.float(), p.float()  # fp32 maths (and state) for low-precision params
+                dt = torch.promote_types(p.dtype, torch.float32)  # fp32 maths and state for low-precision params
+                grad, p32 = p.grad.to(dt), p.to(dt)
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
@@ -110,4 +112,5 @@ class Ranger(torch.optim.Optimizer):
             for pid, p in zip(saved_group["params"], group["params"]):
                 for key in ("exp_avg", "exp_avg_sq"):
                     if pid in saved and key in saved[pid]:
-                        self.state[p][key] = saved[pid][key].to(device=p.device, dtype=torch.float32)
+                        dt = torch.promote_types(p.dtype, torch.float32)
+                        self.state[p][key] = saved[pid][key].to(device=p.device, dtype=dt)
