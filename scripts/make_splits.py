@@ -40,6 +40,13 @@ def _ffhq(header_cmd: str) -> dict[str, tuple[list[str], list[str]]]:
         f"Regenerate with: {header_cmd}",
     ]
     return {
+        "ffhq_all": (
+            ["ffhq_all: 70000 ids, 00000..69999 ascending: every FFHQ image, the training set of the",
+             "official pSp / e4e / ReStyle ffhq_encode experiments (their dataset_paths['ffhq'] is the",
+             "whole image folder; they validate on CelebA-HQ test, data_splits/celebahq_test.txt).",
+             *common[:2], common[-1]],
+            [f"{i:05d}" for i in range(0, 70000)],
+        ),
         "ffhq_train": (
             ["ffhq_train: 60000 ids, 00000..59999 ascending.", *common],
             [f"{i:05d}" for i in range(0, 60000)],

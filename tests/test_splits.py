@@ -24,6 +24,7 @@ needs_mapping = pytest.mark.skipif(
 )
 
 EXPECTED_COUNTS = {
+    "ffhq_all": 70000,
     "ffhq_train": 60000,
     "ffhq_val": 10000,
     "celebahq_train": 24183,
