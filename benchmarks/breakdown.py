@@ -177,11 +177,13 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.profiler.record_function(OPTIMIZER_SCOPE):
             opt.step()
 
-    def full_step():
+    def full_step():  # as the module's step: each ReStyle iteration's loss back-propagated before the next one
         opt.zero_grad(set_to_none=True)
-        with autocast():
-            total, _ = module.compute_losses(inv.invert(x), target)
-        total.backward()
+        loss_target = resize_images(x, module.loss_size, module.loss_resize_mode)
+        for inv_step in inv.iterate(x):
+            with autocast():
+                total, _ = module.step_losses(inv_step, loss_target, target)
+            total.backward()
         with torch.profiler.record_function(OPTIMIZER_SCOPE):
             opt.step()
 
