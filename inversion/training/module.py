@@ -197,7 +197,7 @@ class InversionModule(pl.LightningModule):
         x = batch["image"]
         target = resize_images(x, self.loss_size, self.loss_resize_mode)
         train = stage == "train"
-        keep_images = stage == "val" or self._grid_due(index)
+        keep_images = self._grid_due(index) if train else index == 0  # every step's images: only for a grid
         num_iters = self.inverter.num_iters
         kept = InversionResult()
         for t, step in enumerate(self.iterate(x, stage, index)):
@@ -219,7 +219,7 @@ class InversionModule(pl.LightningModule):
                 self.manual_backward(total)
             images = step.images.detach() if (keep_images or last) and step.images is not None else None
             kept.steps.append(InversionStep(ws=step.ws.detach(), images=images, delta=step.delta.detach()))
-            del step
+            del step  # release this step's tensors before the loop computes the next one
         return kept, total.detach(), terms
 
     def add_collaborative(self, step: InversionStep, x: torch.Tensor, total: torch.Tensor,
