@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from inversion.build import build_inverter
 from inversion.data import EpochSeededSampler, collate_skip_none
-from inversion.inverter import resize_images
+from inversion.imageio import resize_images
 from inversion.refine import build_refiner
 from inversion.training import AtomicCheckpointIO, Collaborative, ExportInverter, InversionModule, LossTerm
 

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import device_name, frozen_generator, save_results, sync, time_fn  # noqa: E402
 from benchmarks.train_step import add_step_arguments, build_module, fast_path_label, step_sizes  # noqa: E402
-from inversion.inverter import AUTOCAST_DTYPES, resize_images  # noqa: E402
+from inversion.imageio import resize_images  # noqa: E402
+from inversion.inverter import AUTOCAST_DTYPES  # noqa: E402
 
 METHODS = ("pSp", "ReStyle-pSp-5")  # InversionModule steps (e4e's adds a discriminator step Lightning runs)
 PHASES = ("forward", "backward", "optimizer")

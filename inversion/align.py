@@ -430,6 +430,6 @@ class FaceAligner:
         raises: FileNotFoundError / ValueError naming ``path`` when it is missing or not an image;
                 NoFaceError naming ``path`` when no face is found.
         """
-        from .data import read_rgb
+        from .imageio import read_rgb
 
         return self.align(read_rgb(path), name=os.fspath(path))

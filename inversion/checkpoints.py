@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .imageio import atomic_save
 from .inverter import Inverter
 from .models.loading import CheckpointError, _load_torch_generator, sniff_format, torch_load
 from .models.stylegan2 import Generator
@@ -143,34 +142,6 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
     )
     inverter.encoder_config = {"_target_": target, **kwargs}
     return inverter
-
-
-def atomic_save(
-    obj: Any,
-    path: str | os.PathLike,
-    writer: Callable[[Any, Path], Any] | None = None,  # writer(obj, temporary path); None: torch.save.
-) -> Path:
-    """Write ``obj`` to a temporary file in the same folder, then rename: a kill never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        (writer or torch.save)(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_save` for a UTF-8 text file."""
-    return atomic_save(text, path, lambda t, p: p.write_text(t, encoding="utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """:func:`atomic_save` for an indented JSON file."""
-    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def save_inverter(

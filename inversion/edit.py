@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from . import editing
-from .checkpoints import atomic_save, load_inverter
+from .checkpoints import load_inverter
+from .imageio import atomic_save, save_grid
 from .models import CheckpointError, Generator, load_generator
 
 __all__ = ["load_latents", "main", "parse_layers", "render"]
@@ -159,11 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = lambda x: torch.nn.functional.interpolate(x, size=(args.size, args.size), mode="area"  # noqa: E731
                                                       ) if x.shape[-1] > args.size else x
     for k, img in enumerate(images):
-        editing.save_grid(img[None], out / f"{args.edit}_{k:03d}.png", nrow=1, padding=0)
+        save_grid(img[None], out / f"{args.edit}_{k:03d}.png", nrow=1, padding=0)
     inputs = render(G, latents["inputs"])
     ncol = max(len(inputs), len(images))
     blank = torch.ones(ncol - len(inputs), *small(inputs).shape[1:])  # white: the inputs' row is padded
-    editing.save_grid(torch.cat([small(inputs), blank, small(images)]), out / "grid.png", nrow=ncol)
+    save_grid(torch.cat([small(inputs), blank, small(images)]), out / "grid.png", nrow=ncol)
     if args.edit == "interpolate":
         editing.save_frames_gif(small(images), out / "interpolation.gif", duration_ms=args.duration_ms)
     print(f"{args.edit}: {len(images)} result(s) written to {out}", file=sys.stderr)

@@ -34,10 +34,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoints import atomic_save, atomic_write_json, load_inverter
-from .data import default_transform, read_rgb
-from .editing import to_pil
-from .inverter import AUTOCAST_DTYPES, RESIZE_MODES, Inverter, resize_images
+from .checkpoints import load_inverter
+from .imageio import RESIZE_MODES, atomic_save, atomic_write_json, from_pil, read_rgb, resize_images, stack_rows, to_pil
+from .inverter import AUTOCAST_DTYPES, Inverter
 from .models import CheckpointError
 
 __all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config", "main"]
@@ -190,7 +189,7 @@ def invert_images(
         bar.update(len(batch) - len(ready))
         if not ready:
             continue
-        full = [default_transform(img) for _, _, img in ready]
+        full = [from_pil(img) for _, _, img in ready]
         x = torch.stack([resize_images(t[None], inverter.encoder_size, input_resize_mode)[0] for t in full])
         sync()
         t0 = time.perf_counter()
@@ -236,7 +235,7 @@ def invert_images(
                      "sources": [p["source"] for p in summary.processed], "ws": stacked,
                      "checkpoint": checkpoint, "refined": refiner is not None}, out / "latents.pt")
         np.save(out / "latents.npy", stacked.numpy().astype(np.float32))
-        _save_grid(grid_rows, out / "grid.png")
+        stack_rows(grid_rows, out / "grid.png")
     _write_summary(out, summary, finished=True)
     return summary
 
@@ -244,18 +243,6 @@ def invert_images(
 def _write_summary(out: Path, summary: InvertSummary, finished: bool) -> None:
     """``summary.json``, atomically: after every batch (``finished: false``) and at the end."""
     atomic_write_json(out / "summary.json", {**summary.as_dict(), "finished": finished})
-
-
-def _save_grid(rows: Sequence[Sequence[Image.Image]], path: Path, pad: int = 2) -> None:
-    if not rows:
-        return
-    w, h = rows[0][0].size
-    cols = max(len(r) for r in rows)
-    grid = Image.new("RGB", (cols * w + (cols - 1) * pad, len(rows) * h + (len(rows) - 1) * pad), (255, 255, 255))
-    for i, row in enumerate(rows):
-        for j, tile in enumerate(row):
-            grid.paste(tile, (j * (w + pad), i * (h + pad)))
-    grid.save(path)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,38 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .imageio import RESIZE_MODES, resize_images
 from .models.stylegan2 import Generator
 
-__all__ = ["AUTOCAST_DTYPES", "InversionResult", "InversionStep", "Inverter", "resize_images", "RESIZE_MODES"]
+__all__ = ["AUTOCAST_DTYPES", "InversionResult", "InversionStep", "Inverter", ]
 
 AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-RESIZE_MODES = ("adaptive_avg", "area", "bilinear_antialias", "bilinear", "bicubic_antialias", "nearest")
-
-
-def resize_images(
-    x: torch.Tensor,  # [N, C, H, W]
-    size: int,  # Output height and width.
-    mode: str = "adaptive_avg",  # One of RESIZE_MODES; 'adaptive_avg' is pSp's face_pool.
-) -> torch.Tensor:
-    """Resize images with an explicit, named method (the "influence of interpolating" is a parameter)."""
-    if x.shape[-2:] == (size, size):
-        return x
-    if mode == "adaptive_avg":
-        return F.adaptive_avg_pool2d(x, (size, size))
-    if mode == "area":
-        return F.interpolate(x, size=(size, size), mode="area")
-    if mode in ("bilinear_antialias", "bicubic_antialias"):
-        return F.interpolate(x, size=(size, size), mode=mode.split("_")[0], align_corners=False, antialias=True)
-    if mode == "bilinear":
-        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    if mode == "nearest":
-        return F.interpolate(x, size=(size, size), mode="nearest")
-    raise ValueError(f"unknown resize mode {mode!r}; choose one of {RESIZE_MODES}")
-
-
 @dataclass
 class InversionStep:
     """One step's latents ``ws`` [N, num_ws, w_dim], images at generator resolution, and the encoder output."""

@@ -12,14 +12,13 @@ from inversion.editing import (
     crossover,
     expression_difference,
     expression_transfer,
-    image_grid,
     interpolate,
     layer_indices,
     load_direction,
     save_frames_gif,
-    save_grid,
     style_mix,
 )
+from inversion.imageio import image_grid, save_grid
 from inversion.models import mix_styles
 
 from helpers import tiny_generator

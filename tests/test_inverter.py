@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from inversion import encoders as E
 from inversion.build import build_inverter
 from inversion.checkpoints import load_inverter, save_inverter
-from inversion.inverter import Inverter, resize_images
+from inversion.imageio import resize_images
+from inversion.inverter import Inverter
 from inversion.models import CheckpointError
 
 from helpers import tiny_generator

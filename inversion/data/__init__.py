@@ -1,6 +1,6 @@
 """Datasets and fixed benchmark splits."""
 
-from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, default_transform, id_candidates, read_rgb
+from .folder import IMAGE_EXTENSIONS, ImageIdDataset, collate_skip_none, id_candidates, read_rgb
 from .generated import SeedDataset, render_seeds
 from .prepare import PreparedDataset, prepare_dataset
 from .sampler import EpochSeededSampler
@@ -13,7 +13,6 @@ __all__ = [
     "PreparedDataset",
     "SeedDataset",
     "collate_skip_none",
-    "default_transform",
     "derive_celebahq_splits",
     "id_candidates",
     "ids_sha256",

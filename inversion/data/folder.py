@@ -10,14 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset, default_collate
-from torchvision.transforms import functional as TF
 
+from ..imageio import from_pil, read_rgb
 from .splits import read_split
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageIdDataset", "collate_skip_none", "default_transform", "id_candidates",
+__all__ = ["IMAGE_EXTENSIONS", "ImageIdDataset", "collate_skip_none", "id_candidates",
            "read_rgb"]
 
 #: Extensions tried (case-insensitively) for an id without an extension, in order of preference.
@@ -62,26 +61,6 @@ def id_candidates(image_id: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -
         out += [f"{n}{e}" for e in exts]
         out += [f"{n // 1000 * 1000:05d}/{n:05d}{e}" for e in exts]
     return list(dict.fromkeys(out))
-
-
-def read_rgb(path: str | os.PathLike) -> Image.Image:
-    """A user's image file as RGB, its EXIF orientation applied. ``FileNotFoundError`` / ``ValueError`` name the
-    file when it is missing or not a readable image."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with Image.open(path) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable image file ({type(err).__name__}: {err})") from err
-
-
-def default_transform(image: Image.Image, resolution: int | None = None) -> torch.Tensor:
-    """PIL RGB image -> float tensor [3, H, W] in [-1, 1] (optionally resized to a square)."""
-    if resolution is not None and image.size != (resolution, resolution):
-        image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
-    return TF.to_tensor(image).mul_(2.0).sub_(1.0)
 
 
 class ImageIdDataset(Dataset):
@@ -206,7 +185,7 @@ class ImageIdDataset(Dataset):
         if image is None:
             return None
         tensor = (
-            self.transform(image) if self.transform is not None else default_transform(image, self.resolution)
+            self.transform(image) if self.transform is not None else from_pil(image, self.resolution)
         )
         return {"image": tensor, "id": self.ids[index], "path": str(path)}
 

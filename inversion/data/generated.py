@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..inverter import resize_images
+from ..imageio import resize_images
 from ..models.stylegan2 import Generator
 from .splits import read_split
 

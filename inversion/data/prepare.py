@@ -33,7 +33,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
-from ..checkpoints import atomic_save, atomic_write_json
+from ..imageio import atomic_save, atomic_write_json
 from .folder import ImageIdDataset
 from .splits import ids_sha256, read_split
 

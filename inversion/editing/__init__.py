@@ -1,7 +1,7 @@
 """Latent-space editing: morphing, style transfer / mixing, expression transfer and linear directions on
 ``ws`` [N, num_ws, w_dim], plus small helpers to save the rendered results (grids, GIFs)."""
 
-from .io import image_grid, read_tensor_file, save_frames_gif, save_grid, to_pil, to_uint8
+from .io import read_tensor_file, save_frames_gif
 from .ops import (
     LayerSpec,
     apply_direction,
@@ -20,14 +20,10 @@ __all__ = [
     "crossover",
     "expression_difference",
     "expression_transfer",
-    "image_grid",
     "interpolate",
     "layer_indices",
     "load_direction",
     "read_tensor_file",
     "save_frames_gif",
-    "save_grid",
     "style_mix",
-    "to_pil",
-    "to_uint8",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -10,60 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["image_grid", "save_frames_gif", "save_grid", "to_uint8"]
+from ..imageio import to_uint8
 
-
-def to_uint8(
-    images: torch.Tensor,  # [N, 3, H, W] float in [-1, 1] (values outside are clipped).
-) -> np.ndarray:
-    """-> uint8 [N, H, W, 3] numpy array (``round((x + 1) * 127.5)``)."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}")
-    array = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return array.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def to_pil(
-    image: torch.Tensor,  # [3, H, W] float in [-1, 1].
-) -> Image.Image:
-    """-> 8-bit RGB PIL image (:func:`to_uint8` of one image)."""
-    return Image.fromarray(to_uint8(image[None])[0], "RGB")
-
-
-def image_grid(
-    images: torch.Tensor,  # [N, 3, H, W] float in [-1, 1].
-    nrow: int = 8,  # Images per row; the grid has ceil(N / nrow) rows and min(N, nrow) columns.
-    *,
-    padding: int = 2,  # Pixels between images and around the border.
-    pad_value: int = 255,  # Gray level (0-255) of the padding.
-) -> np.ndarray:
-    """Tile images row-major into one uint8 [rows * (H + p) + p, cols * (W + p) + p, 3] array."""
-    tiles = to_uint8(images)
-    if nrow < 1 or padding < 0:
-        raise ValueError(f"need nrow >= 1 and padding >= 0, got nrow={nrow}, padding={padding}")
-    n, h, w, _ = tiles.shape
-    cols = min(n, nrow)
-    rows = math.ceil(n / cols)
-    grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, 3), pad_value, dtype=np.uint8)
-    for i, tile in enumerate(tiles):
-        y = padding + (i // cols) * (h + padding)
-        x = padding + (i % cols) * (w + padding)
-        grid[y : y + h, x : x + w] = tile
-    return grid
-
-
-def save_grid(
-    images: torch.Tensor,  # [N, 3, H, W] float in [-1, 1].
-    path: str | os.PathLike,  # Output image (format from the suffix, e.g. .png / .jpg).
-    nrow: int = 8,  # Images per row.
-    *,
-    padding: int = 2,  # Pixels between images and around the border.
-) -> Path:
-    """Write :func:`image_grid` to ``path`` (parent folders are created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, nrow, padding=padding), "RGB").save(path)
-    return path
+__all__ = ["read_tensor_file", "save_frames_gif"]
 
 
 def save_frames_gif(

@@ -1,7 +1,7 @@
 """Evaluation of inverters on fixed splits: per-image metrics, resumable runs, reports (``python evaluate.py``)."""
 
 from .metrics import HIGHER_IS_BETTER, ID_NETS, METRIC_LABELS, MetricSuite, build_id_net, l2, ms_ssim, psnr
-from .report import make_grid, markdown_table, plot_metrics, write_report
+from .report import markdown_table, plot_metrics, write_report
 from .runner import ResultCache, check_generator, evaluate, measure_latency, register_resolvers, summarize
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "check_generator",
     "evaluate",
     "l2",
-    "make_grid",
     "markdown_table",
     "measure_latency",
     "ms_ssim",

@@ -18,48 +18,18 @@ import matplotlib
 matplotlib.use("Agg")  # headless, deterministic backend; set before pyplot is imported
 
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..editing.io import to_pil  # noqa: E402
-from ..inverter import resize_images  # noqa: E402
+from ..imageio import stack_rows  # noqa: E402
 from .metrics import HIGHER_IS_BETTER, METRIC_LABELS  # noqa: E402
 from .refinement import SEED_LABELS, SEEDS  # noqa: E402
 
-__all__ = ["make_grid", "markdown_refinement", "markdown_table", "plot_metrics", "plot_refinement", "save_strip",
-           "to_pil", "write_report"]
+__all__ = ["markdown_refinement", "markdown_table", "plot_metrics", "plot_refinement", 
+           "write_report"]
 
 GRID_FILE = "grid.png"
 PLOT_FILE = "plots/metrics_vs_iteration.png"
 REFINE_PLOT_FILE = "plots/refine_quality_vs_steps.png"
-
-
-def save_strip(images: Sequence[torch.Tensor], path: str | os.PathLike, size: int = 128) -> Path:
-    """Save images [3, H, W] side by side, each resized to ``size`` px (area/box filter), as one PNG."""
-    tiles = [resize_images(img[None].float(), size, "area" if img.shape[-1] >= size else "bilinear")[0]
-             for img in images]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(torch.cat(tiles, dim=-1)).save(path)
-    return path
-
-
-def make_grid(strips: Sequence[str | os.PathLike], path: str | os.PathLike, pad: int = 2) -> Path | None:
-    """Stack strip PNGs vertically (white padding) into one grid image; ``None`` if there are no strips."""
-    images = [Image.open(p).convert("RGB") for p in strips]
-    if not images:
-        return None
-    width = max(im.width for im in images)
-    height = sum(im.height for im in images) + pad * (len(images) - 1)
-    grid = Image.new("RGB", (width, height), (255, 255, 255))
-    y = 0
-    for im in images:
-        grid.paste(im, (0, y))
-        y += im.height + pad
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
-    return path
 
 
 def plot_metrics(rows: Sequence[Mapping[str, Any]], names: Sequence[str], path: str | os.PathLike,
@@ -184,7 +154,7 @@ def write_report(out_dir: str | os.PathLike, metrics: Mapping[str, Any], timing:
     names = list(metrics["higher_is_better"])
     ckpt, data, protocol = metrics["checkpoint"], metrics["data"], metrics["protocol"]
     plot = plot_metrics(rows, names, out_dir / PLOT_FILE, title=f"{Path(ckpt['path']).name} on {data['split']}")
-    grid = make_grid(strips, out_dir / GRID_FILE)
+    grid = stack_rows([[Image.open(p).convert("RGB")] for p in strips], out_dir / GRID_FILE)
     lines = [
         f"# Evaluation: `{Path(ckpt['path']).name}` on `{data['split']}`",
         "",

@@ -36,14 +36,15 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..checkpoints import FORMAT as CHECKPOINT_FORMAT
-from ..checkpoints import atomic_write_text, load_inverter
+from ..checkpoints import load_inverter
 from ..data import ImageIdDataset, ids_sha256, read_split, render_seeds
-from ..inverter import RESIZE_MODES, Inverter, resize_images
+from ..imageio import RESIZE_MODES, atomic_write_text, quantize, resize_images, save_strip
+from ..inverter import Inverter
 from ..models import CheckpointError, Generator
 from ..models.loading import torch_load
 from .metrics import HIGHER_IS_BETTER, MetricSuite, package_version, summarize_curves
 from .refinement import SEEDS, default_snapshot_steps, refine_batch, summarize_refinement
-from .report import markdown_refinement, markdown_table, save_strip, write_report
+from .report import markdown_refinement, markdown_table, write_report
 
 __all__ = [
     "FORMAT",
@@ -108,12 +109,6 @@ def _safe_name(image_id: str) -> str:
 
 def _container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-
-
-def quantize(x: torch.Tensor, enabled: bool = True) -> torch.Tensor:
-    """Clamp to [-1, 1] and, if ``enabled``, round to 8-bit levels (as metrics computed on saved PNG files)."""
-    x = x.float().clamp(-1, 1)
-    return torch.round((x + 1) * 127.5) / 127.5 - 1 if enabled else x
 
 
 # ----------------------------------------------------------------------------- checks and loading

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inverter import resize_images
+from ..imageio import resize_images
 from ..models.stylegan2 import Generator
 
 __all__ = ["SPACES", "RefineResult", "RefineSnapshot", "karras_lr", "noise_regularization", "refine"]

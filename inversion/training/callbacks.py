@@ -9,7 +9,8 @@ from typing import Any
 import pytorch_lightning as pl
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from ..checkpoints import atomic_save, save_inverter
+from ..checkpoints import save_inverter
+from ..imageio import atomic_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -14,7 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
-from ..inverter import InversionResult, InversionStep, Inverter, resize_images
+from ..imageio import resize_images
+from ..inverter import InversionResult, InversionStep, Inverter
 from ..losses import EmbeddingSimilarityLoss, LatentL2Loss
 
 log = logging.getLogger(__name__)
