@@ -20,22 +20,17 @@ from torch.utils.data import DataLoader
 from inversion.build import build_inverter
 from inversion.data import EpochSeededSampler, collate_skip_none
 from inversion.imageio import resize_images
+from inversion.losses import LossTerm, build_terms
 from inversion.refine import build_refiner
-from inversion.training import AtomicCheckpointIO, Collaborative, ExportInverter, InversionModule, LossTerm
+from inversion.training import AtomicCheckpointIO, Collaborative, ExportInverter, InversionModule
 
 log = logging.getLogger("train")
 
 
 def build_losses(cfg: DictConfig) -> dict[str, LossTerm]:
-    """Instantiate the loss terms with a non-zero weight (zero-weight terms need no weight files)."""
-    terms = {}
-    for name, spec in cfg.items():
-        if float(spec.weight) == 0:
-            continue
-        terms[name] = LossTerm(weight=float(spec.weight), module=instantiate(spec.module), inputs=spec.inputs)
-    if not terms:
-        raise ValueError("every loss weight is 0: nothing to train")
-    return terms
+    """The loss terms with a non-zero weight (zero-weight terms need no weight files); a null weights path is an
+    error naming its ``paths.*`` key."""
+    return build_terms(cfg, missing="error", what="loss")
 
 
 def build_collaborative(cfg: DictConfig) -> Collaborative | None:

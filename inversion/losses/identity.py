@@ -25,6 +25,8 @@ from ..encoders.irse import IRSE_CHANNELS, Backbone, read_state_dict
 from .perceptual import IMAGENET_MEAN, IMAGENET_STD, PSP_FACE_CROP, FrozenLoss, crop_resize
 
 __all__ = [
+    "CURRICULARFACE_HINT",
+    "CurricularFaceIDLoss",
     "FACENET_HINT",
     "IR_SE50_HINT",
     "MOCO_HINT",
@@ -128,6 +130,46 @@ class IDLoss(EmbeddingSimilarityLoss):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Unit-norm ArcFace embeddings [N, 512] of images in [-1, 1]."""
         return self.facenet(self.preprocess(x))
+
+
+CURRICULARFACE_HINT = (
+    "It should be a CurricularFace IR-101 state dict in the TreB1eN/pSp Backbone layout (e.g. HyperStyle's "
+    "'CurricularFace_Backbone.pth', loaded there by models/encoders/model_irse.IR_101); pass its local path."
+)
+
+
+class CurricularFaceIDLoss(IDLoss):
+    """:class:`IDLoss` with CurricularFace's IR-101 (``mode='ir'``): HyperStyle's evaluation identity network.
+
+    HyperStyle builds ``Backbone(112, 100, 'ir', drop_ratio=0.4, affine=False)``; the final BatchNorm1d is made
+    affine only when the file holds its weight, so both variants load strictly.
+    """
+
+    def __init__(
+        self,
+        crop: Sequence[int] | None = PSP_FACE_CROP,  # (top, bottom, left, right) on the resized image; None: none.
+        pool_size: int = 112,  # Backbone input size.
+        resize_to: int | None = 256,  # Pool images of any other size to this first; None: never.
+        num_layers: int = 100,  # IR-101.
+        mode: str = "ir",  # CurricularFace has no squeeze-excitation.
+        affine: bool = False,  # Affine final BatchNorm1d (from_pretrained follows the file).
+        channels: Sequence[int] = IRSE_CHANNELS,  # Stage widths (smaller only for tiny test networks).
+    ):
+        super().__init__(crop=crop, pool_size=pool_size, resize_to=resize_to, num_layers=num_layers, mode=mode,
+                         drop_ratio=0.4, channels=channels)
+        self.facenet = Backbone(self.pool_size, num_layers, mode, drop_ratio=0.4, affine=affine, channels=channels)
+        self.freeze()
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs) -> CurricularFaceIDLoss:
+        """Build a :class:`CurricularFaceIDLoss` (affine or not, as the file) and load ``path`` strictly."""
+        state = read_state_dict(path, "CurricularFace IR-101", CURRICULARFACE_HINT)
+        loss = cls(affine="output_layer.4.weight" in state, **kwargs)
+        try:
+            loss.facenet.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise RuntimeError(f"{path}: not a CurricularFace IR-101 state dict. {CURRICULARFACE_HINT}\n{err}") from err
+        return loss
 
 
 class FaceNetIDLoss(EmbeddingSimilarityLoss):

@@ -162,14 +162,14 @@ class LPIPSLoss(FrozenLoss):
     @classmethod
     def from_pretrained(
         cls,
-        backbone_path: str | os.PathLike,  # torchvision ImageNet ``features.*`` weights of the trunk (fp16 ok).
+        path: str | os.PathLike,  # torchvision ImageNet ``features.*`` weights of the trunk (fp16 ok).
         net: str = "alex",
         lin_path: str | os.PathLike | None = None,  # LPIPS linear layers; None: the file inside the lpips wheel.
         **kwargs,
     ) -> LPIPSLoss:
         """Build an :class:`LPIPSLoss` and load the trunk and the linear layers from local files."""
         loss = cls(net=net, **kwargs)
-        loss.load_weights(backbone_path, lin_path)
+        loss.load_weights(path, lin_path)
         return loss
 
     def load_weights(self, backbone_path: str | os.PathLike, lin_path: str | os.PathLike | None = None) -> None:

@@ -1,8 +1,9 @@
 """Training: the LightningModule around the one inversion loop, callbacks and checkpoint I/O."""
 
+from ..losses import LossTerm
 from .callbacks import AtomicCheckpointIO, ExportInverter
 from .e4e import E4EModule
-from .module import Collaborative, InversionModule, LossTerm
+from .module import Collaborative, InversionModule
 from .ranger import Ranger
 
 __all__ = [

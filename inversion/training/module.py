@@ -16,12 +16,9 @@ from torch import nn
 
 from ..imageio import resize_images
 from ..inverter import InversionResult, InversionStep, Inverter
-from ..losses import EmbeddingSimilarityLoss, LatentL2Loss
+from ..losses import EmbeddingSimilarityLoss, LatentL2Loss, LossTerm
 
 log = logging.getLogger(__name__)
-
-INPUT_KINDS = ("images", "ws_avg", "ws_true")
-
 
 @dataclass
 class Collaborative:
@@ -37,19 +34,6 @@ class Collaborative:
         if self.steps < 1 or self.every_n_steps < 1:
             raise ValueError(f"collaborative steps and every_n_steps must be >= 1, got {self.steps}, "
                              f"{self.every_n_steps}")
-
-
-@dataclass
-class LossTerm:
-    """A weighted loss: ``module`` is called on (reconstruction, target) images, (ws, w_avg) or (ws, true ws)."""
-
-    weight: float
-    module: nn.Module
-    inputs: str = "images"
-
-    def __post_init__(self):
-        if self.inputs not in INPUT_KINDS:
-            raise ValueError(f"loss inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
 
 
 NOISE_MODES = ("random", "const")
