@@ -7,7 +7,8 @@ Supported:
   ``w_avg`` is then estimated from seeded samples, with a warning). Keys are matched strictly.
 * pSp / e4e / ReStyle checkpoints — the generator under ``state_dict['decoder.*']``, ``latent_avg`` → ``w_avg``.
 * NVIDIA stylegan2-ada-pytorch ``.pkl`` — ``G_ema``, read with a restricted unpickler that executes nothing
-  (:mod:`inversion.models.ada_pickle`). StyleGAN3 pickles raise ``NotImplementedError``.
+  (:mod:`inversion.models.safe_unpickle`) and converted key by key (:mod:`inversion.models.nvidia_convert`).
+  StyleGAN3 pickles raise ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def _load_torch_generator(obj: Any, path: Path) -> Generator:
 
 
 def _load_ada_generator(path: Path) -> Generator:
-    from .ada_pickle import convert_ada_generator, read_ada_pickle
+    from .nvidia_convert import convert_ada_generator
+    from .safe_unpickle import read_ada_pickle
 
     state, kwargs = convert_ada_generator(read_ada_pickle(path))
     return generator_from_state_dict(state, None, f"{path} (G_ema)", generator_kwargs=kwargs)
