@@ -5,7 +5,9 @@ allow-listed import of the classes a checkpoint names.
 * :func:`state_diff` / :func:`load_state_strict` -- keys and shapes of a state dict against a module, compared
   key by key; :func:`load_state_strict` raises one :class:`CheckpointError` listing missing keys, unexpected keys
   and shape mismatches before anything is loaded. Generators (rosinality / pSp ``decoder.*`` / converted NVIDIA
-  pickles), encoders (official ``encoder.*``, our exports, Lightning checkpoints) all load through it.
+  pickles), encoders (official ``encoder.*``, our exports, Lightning checkpoints) and the pretrained networks
+  (IR-SE / ResNet-34 encoder bodies, ArcFace / FaceNet / MoCo / CurricularFace loss networks; those keep raising
+  ``RuntimeError``) all load through it.
 * :func:`normalize_latent_avg` -- the one reading of ``latent_avg`` / ``w_avg`` (``[w_dim]``, ``[1, w_dim]`` or
   ``[num_ws, w_dim]``) as ``[num_ws, w_dim]``.
 * :func:`import_target` -- a class or factory named in a checkpoint (``'inversion.encoders.X'``); nothing outside
@@ -15,7 +17,7 @@ allow-listed import of the classes a checkpoint names.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -67,22 +69,30 @@ def load_state_strict(
     source: str,  # The file (and the part of it), named in the error.
     *,
     what: str = "weights",  # What the tensors are, for the error ("encoder weights", ...).
+    required: Callable[[str], bool] | None = None,  # Module keys the file must hold; None: all of them.
+    hint: str = "",  # Appended to the error, e.g. where to get the right file.
+    error: type[Exception] = CheckpointError,  # Raised on a mismatch (pretrained-network loaders: RuntimeError).
     show: int = 8,  # At most this many keys of each kind in the error.
 ) -> None:
-    """``module.load_state_dict(state, strict=True)`` after a key-by-key check.
+    """``module.load_state_dict(state)`` after a key-by-key check; nothing is loaded if anything differs.
 
-    Raises :class:`CheckpointError` ``"<source>: <what> do not fit <Module>: missing [...]; unexpected [...]; shape
-    mismatches [key: file (..) vs model (..), ...]"`` (only the non-empty parts) if anything differs.
+    Every ``required`` module key must be in ``state`` (the others keep their values: a pretrained body under new
+    heads), every key of ``state`` must be one of the module's, with the module's shape. BatchNorm's
+    ``num_batches_tracked`` may be absent: files written before PyTorch 0.4.1 (torchvision's ResNet-34) lack it and
+    ``load_state_dict`` fills it in itself, as it always has. Otherwise raises ``error``
+    ``"<source>: <what> do not fit <Module>: missing [...]; unexpected [...]; shape mismatches [key: file (..) vs
+    model (..), ...]. <hint>"`` (only the non-empty parts).
     """
     diff = state_diff(state, module.state_dict())
-    if diff:
-        parts = [f"missing {_head(diff.missing, show)}" if diff.missing else "",
+    missing = [k for k in diff.missing if (required is None or required(k)) and not k.endswith(".num_batches_tracked")]
+    if missing or diff.unexpected or diff.mismatched:
+        parts = [f"missing {_head(missing, show)}" if missing else "",
                  f"unexpected {_head(diff.unexpected, show)}" if diff.unexpected else "",
                  "shape mismatches " + _head([f"{k}: file {got} vs model {want}" for k, got, want in diff.mismatched],
                                              show) if diff.mismatched else ""]
-        raise CheckpointError(f"{source}: {what} do not fit {type(module).__name__}: "
-                              + "; ".join(p for p in parts if p))
-    module.load_state_dict(dict(state), strict=True)
+        raise error(f"{source}: {what} do not fit {type(module).__name__}: " + "; ".join(p for p in parts if p)
+                    + (f". {hint}" if hint else ""))
+    module.load_state_dict(dict(state), strict=required is None)
 
 
 def normalize_latent_avg(
