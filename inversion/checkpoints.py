@@ -10,7 +10,6 @@ Our export (:func:`save_inverter`) holds the encoder's class and keyword argumen
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import os
@@ -18,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from .imageio import atomic_save
 from .inverter import Inverter
-from .models.loading import CheckpointError, _load_torch_generator, sniff_format, torch_load
-from .models.stylegan2 import Generator
+from .models.loading import generator_from_checkpoint, sniff_format, torch_load
+from .models.state import CheckpointError, import_target, load_state_strict, normalize_latent_avg
 
-__all__ = ["load_inverter", "save_inverter", "inverter_from_official", "OFFICIAL_ENCODERS", "atomic_save"]
+__all__ = ["load_inverter", "save_inverter", "inverter_from_official", "OFFICIAL_ENCODERS", "INVERTER_FORMAT"]
 
-FORMAT = "inversion.inverter/v1"
+INVERTER_FORMAT = "inversion.inverter/v1"  # the 'format' entry of our export (save_inverter)
 
 # official encoder_type -> (our class path, residual ReStyle encoder?)
 OFFICIAL_ENCODERS: dict[str, tuple[str, bool]] = {
@@ -39,39 +37,6 @@ OFFICIAL_ENCODERS: dict[str, tuple[str, bool]] = {
     "ProgressiveBackboneEncoder": ("inversion.encoders.ProgressiveBackboneEncoder", True),
     "ResNetProgressiveBackboneEncoder": ("inversion.encoders.ResNetProgressiveBackboneEncoder", True),
 }
-
-
-def _import(target: str) -> Any:
-    if not target.startswith("inversion."):
-        raise CheckpointError(f"refusing to build {target!r} from a checkpoint: only inversion.* classes are allowed")
-    module, _, name = target.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def _load_encoder_state(encoder: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    expected = encoder.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
-           if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
-    if missing or unexpected or bad:
-        raise CheckpointError(
-            f"{source}: encoder weights do not fit {type(encoder).__name__}: missing {missing[:6]}, "
-            f"unexpected {unexpected[:6]}, shape mismatches {bad[:6]}"
-        )
-    encoder.load_state_dict(state, strict=True)
-
-
-def _latent_avg(t: torch.Tensor | None, G: Generator, source: str) -> torch.Tensor | None:
-    if t is None:
-        return None
-    t = t.detach().float()
-    if t.ndim == 2 and t.shape[0] == 1:  # pSp learn_in_w stores [1, w_dim]
-        t = t[0]
-    if t.shape not in ((G.w_dim,), (G.num_ws, G.w_dim)):
-        raise CheckpointError(f"{source}: latent_avg {tuple(t.shape)} does not fit the generator "
-                              f"(num_ws={G.num_ws}, w_dim={G.w_dim})")
-    return t
 
 
 # units per stage of the IR-SE bodies (by num_layers) and of ResNet-34
@@ -114,7 +79,7 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
     other = sorted({k.split(".")[0] for k in state} - {"encoder", "decoder"})
     if other:
         raise CheckpointError(f"{source}: unexpected state_dict prefixes {other} (expected encoder.*, decoder.*)")
-    G = _load_torch_generator(ckpt, Path(path))
+    G = generator_from_checkpoint(ckpt, Path(path))
     output_size = opts.get("output_size", G.img_resolution)
     n_styles = int(math.log2(output_size)) * 2 - 2
     if output_size != G.img_resolution or n_styles != G.num_ws:
@@ -126,10 +91,12 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
     enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     kwargs: dict[str, Any] = dict(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=in_channels, input_size=256)
     kwargs.update(_infer_body(enc_state, "ResNet" in enc_type, source))
-    encoder = _import(target)(**kwargs)
-    _load_encoder_state(encoder, enc_state, source)
+    encoder = import_target(target, source)(**kwargs)
+    load_state_strict(encoder, enc_state, source, what="encoder weights")
     start_avg = bool(opts.get("start_from_latent_avg", True)) or residual
-    latent_avg = _latent_avg(ckpt.get("latent_avg"), G, source)
+    latent_avg = ckpt.get("latent_avg")  # None: the decoder's w_avg (estimated with a warning if not stored)
+    if latent_avg is not None:
+        latent_avg = normalize_latent_avg(latent_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=source)
     inverter = Inverter(
         encoder=encoder,
         generator=G,
@@ -154,7 +121,7 @@ def save_inverter(
 ) -> Path:
     """Export a small inference checkpoint (atomically)."""
     obj = {
-        "format": FORMAT,
+        "format": INVERTER_FORMAT,
         "encoder": dict(encoder_config),
         "encoder_state_dict": {k: v.detach().cpu() for k, v in inverter.encoder.state_dict().items()},
         "latent_avg": inverter.latent_avg.detach().cpu(),
@@ -184,7 +151,7 @@ def _inverter_from_ours(ckpt: dict, path: Path, generator_path: str | None,
         raise CheckpointError(f"{source}: generator reference has no _target_")
     if target.endswith("load_generator") and not gen_cfg.get("path"):
         raise CheckpointError(f"{source}: the generator file is not recorded; pass generator_path=")
-    factory = _import(target)
+    factory = import_target(target, source)
     if "device" in inspect.signature(factory).parameters:  # build it where it will run, not where it was trained
         gen_cfg["device"] = device
     G = factory(**gen_cfg)
@@ -193,10 +160,11 @@ def _inverter_from_ours(ckpt: dict, path: Path, generator_path: str | None,
     if summary and summary != got:
         raise CheckpointError(f"{source}: the referenced generator {got} does not match the one trained with {summary}")
     enc_cfg = dict(ckpt["encoder"])
-    encoder = _import(enc_cfg.pop("_target_"))(**enc_cfg)
-    _load_encoder_state(encoder, ckpt["encoder_state_dict"], source)
-    inverter = Inverter(encoder=encoder, generator=G.eval().requires_grad_(False),
-                        latent_avg=_latent_avg(ckpt["latent_avg"], G, source), **ckpt["inverter"])
+    encoder = import_target(enc_cfg.pop("_target_"), source)(**enc_cfg)
+    load_state_strict(encoder, ckpt["encoder_state_dict"], source, what="encoder weights")
+    latent_avg = normalize_latent_avg(ckpt["latent_avg"], num_ws=G.num_ws, w_dim=G.w_dim, source=source)
+    inverter = Inverter(encoder=encoder, generator=G.eval().requires_grad_(False), latent_avg=latent_avg,
+                        **ckpt["inverter"])
     inverter.encoder_config = dict(ckpt["encoder"])
     return inverter
 
@@ -220,14 +188,14 @@ def load_inverter(
     ckpt = torch_load(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
-    if ckpt.get("format") == FORMAT:
+    if ckpt.get("format") == INVERTER_FORMAT:
         inverter = _inverter_from_ours(ckpt, path, None if generator_path is None else str(generator_path), device)
     elif "opts" in ckpt and "state_dict" in ckpt:
         inverter = inverter_from_official(ckpt, path)
     else:
         raise CheckpointError(
             f"{path}: unknown checkpoint (keys {sorted(ckpt)[:8]}); expected an official pSp/e4e/ReStyle file "
-            f"('state_dict', 'opts', 'latent_avg') or an inversion export ('format': {FORMAT!r})"
+            f"('state_dict', 'opts', 'latent_avg') or an inversion export ('format': {INVERTER_FORMAT!r})"
         )
     inverter.eval().requires_grad_(False)
     return inverter.to(device=device, dtype=dtype) if dtype is not None else inverter.to(device)

@@ -47,18 +47,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import (
-    FORMAT,
-    OFFICIAL_ENCODERS,
-    _import,
-    _load_encoder_state,
-    atomic_save,
-    inverter_from_official,
-    load_inverter,
-)
+from .checkpoints import INVERTER_FORMAT, OFFICIAL_ENCODERS, inverter_from_official, load_inverter
 from .encoders import ProgressiveStageMixin
+from .imageio import atomic_save
 from .inverter import Inverter
-from .models.loading import CheckpointError, sniff_format, torch_load
+from .models.loading import sniff_format, torch_load
+from .models.state import CheckpointError, import_target, load_state_strict, normalize_latent_avg, state_diff
 from .models.stylegan2 import EqualLinear, Generator
 
 __all__ = [
@@ -174,7 +168,7 @@ assert set(_FAMILY_OF) == set(OFFICIAL_ENCODERS)
 def official_encoder_type(encoder: nn.Module) -> str:
     """The official ``encoder_type`` of one of our encoders (its exact class); ``ValueError`` if there is none."""
     for enc_type, (target, _) in OFFICIAL_ENCODERS.items():
-        if type(encoder) is _import(target):
+        if type(encoder) is import_target(target):
             return enc_type
     ours = sorted(t.rpartition(".")[2] for t, _ in OFFICIAL_ENCODERS.values())
     raise ValueError(f"the official pSp / e4e / ReStyle code has no class for {type(encoder).__name__}; "
@@ -182,14 +176,11 @@ def official_encoder_type(encoder: nn.Module) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- compatibility
-def _shapes(module: nn.Module, skip: Sequence[str] = ()) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in module.state_dict().items() if k not in skip}
-
-
-def _diff(ours: dict[str, tuple[int, ...]], ref: dict[str, tuple[int, ...]], what: str) -> list[str]:
-    missing = sorted(set(ref) - set(ours))
-    extra = sorted(set(ours) - set(ref))
-    bad = [f"{k} {ours[k]} vs {ref[k]}" for k in ref if k in ours and ours[k] != ref[k]]
+def _diff(ours: nn.Module, ref: nn.Module, what: str, skip: Sequence[str] = ()) -> list[str]:
+    """Keys and shapes of ``ours`` against the official-shaped ``ref`` (meta tensors: no weights are read)."""
+    missing, extra, mismatched = state_diff({k: v for k, v in ours.state_dict().items() if k not in skip},
+                                            {k: v for k, v in ref.state_dict().items() if k not in skip})
+    bad = [f"{k} {got} vs {want}" for k, got, want in mismatched]
     out = []
     if missing:
         out.append(f"{what}: {len(missing)} official keys missing, e.g. {missing[:3]}")
@@ -236,7 +227,7 @@ def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
     if dict(G.channels) != dict(ref_G.channels):
         problems.append(f"generator channels {dict(G.channels)} (official config-f: {dict(ref_G.channels)})")
     if not problems:
-        problems += _diff(_shapes(G, ["w_avg"]), _shapes(ref_G, ["w_avg"]), "generator")
+        problems += _diff(G, ref_G, "generator", skip=["w_avg"])
     if G.conv_clamp is not None:
         differences.append(f"generator conv_clamp={G.conv_clamp}: rosinality's Generator has no activation clamp")
     lr_muls = {m.lr_mul for m in G.style.modules() if isinstance(m, EqualLinear)}
@@ -250,7 +241,7 @@ def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
         problems.append(f"encoder input size {inverter.encoder_size} (the official encoders and face_pool: 256)")
     with torch.device("meta"):
         ref_enc = type(enc)(num_ws=G.num_ws, w_dim=512, in_channels=family.in_channels, input_size=256)
-    problems += _diff(_shapes(enc), _shapes(ref_enc), f"encoder ({type(enc).__name__})")
+    problems += _diff(enc, ref_enc, f"encoder ({type(enc).__name__})")
     if residual and inverter.resize_mode != "adaptive_avg":
         differences.append(f"resize_mode={inverter.resize_mode!r}: ReStyle feeds back its reconstructions through "
                            "AdaptiveAvgPool2d (our 'adaptive_avg')")
@@ -264,7 +255,9 @@ def _cpu(t: torch.Tensor) -> torch.Tensor:
 
 
 def _official_latent_avg(inverter: Inverter, learn_in_w: bool) -> torch.Tensor:
-    avg = _cpu(inverter.latent_avg)  # [num_ws, w_dim]
+    """The file's ``latent_avg``: [num_ws, w_dim]; [1, w_dim] for learn_in_w (read back by normalize_latent_avg)."""
+    G = inverter.generator
+    avg = normalize_latent_avg(inverter.latent_avg, num_ws=G.num_ws, w_dim=G.w_dim, source="Inverter").cpu()
     if not learn_in_w:
         return avg
     if inverter.start_from_latent_avg and not torch.equal(avg, avg[:1].expand_as(avg)):
@@ -412,12 +405,11 @@ def load_for_export(
         inverter = load_inverter(settings, generator_path=generator_path)
         sd = ckpt["state_dict"]
         enc = {k[len("inverter.encoder."):]: v for k, v in sd.items() if k.startswith("inverter.encoder.")}
-        _load_encoder_state(inverter.encoder, enc, str(path))
+        load_state_strict(inverter.encoder, enc, f"{path} (inverter.encoder.*)", what="encoder weights")
         if "inverter.latent_avg" in sd:
-            avg = sd["inverter.latent_avg"]
-            if tuple(avg.shape) != tuple(inverter.latent_avg.shape):
-                raise CheckpointError(f"{path}: inverter.latent_avg {tuple(avg.shape)} does not fit the model "
-                                      f"of {settings} {tuple(inverter.latent_avg.shape)}")
+            G = inverter.generator
+            avg = normalize_latent_avg(sd["inverter.latent_avg"], num_ws=G.num_ws, w_dim=G.w_dim,
+                                       source=f"{path} (inverter.latent_avg, for the model of {settings})")
             with torch.no_grad():
                 inverter.latent_avg.copy_(avg)
             inverter._avg_image = None  # the cached image of the old latent_avg
@@ -426,14 +418,14 @@ def load_for_export(
             inverter.encoder.progressive_stage = int(stage)
         meta = torch_load(settings)
         info["exp_dir"] = str(run_dir)
-    elif ckpt.get("format") == FORMAT or ("opts" in ckpt and "state_dict" in ckpt):
+    elif ckpt.get("format") == INVERTER_FORMAT or ("opts" in ckpt and "state_dict" in ckpt):
         inverter = load_inverter(path, generator_path=generator_path)
         meta = ckpt
         if path.parent.name == "export":
             info["exp_dir"] = str(path.parent.parent)
     else:
         raise CheckpointError(f"{path}: unknown checkpoint (keys {sorted(map(str, ckpt))[:8]}). Accepted: {ACCEPTED}")
-    gen = meta.get("generator") if meta.get("format") == FORMAT else None
+    gen = meta.get("generator") if meta.get("format") == INVERTER_FORMAT else None
     if generator_path is not None:
         info["stylegan_weights"] = str(generator_path)
     elif isinstance(gen, dict) and gen.get("path"):

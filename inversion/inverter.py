@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .imageio import RESIZE_MODES, resize_images
+from .models.state import normalize_latent_avg
 from .models.stylegan2 import Generator
 
 __all__ = ["AUTOCAST_DTYPES", "InversionResult", "InversionStep", "Inverter", ]
@@ -55,7 +56,7 @@ class Inverter(nn.Module):
         num_iters: int = 1,  # ReStyle steps; 1 for pSp / e4e.
         residual: bool = False,  # ReStyle: the encoder sees cat(x, y_prev) and predicts a residual.
         start_from_latent_avg: bool = True,  # Add latent_avg to the first step's encoder output.
-        latent_avg: torch.Tensor | None = None,  # [w_dim] or [num_ws, w_dim]; default: generator.w_avg.
+        latent_avg: torch.Tensor | None = None,  # [w_dim], [1, w_dim] or [num_ws, w_dim]; default: generator.w_avg.
         encoder_size: int = 256,  # Resolution the encoder sees.
         resize_mode: str = "adaptive_avg",  # How generator images are resized for the encoder.
         detach_steps: bool = True,  # ReStyle: no gradient across steps (each step gets its own loss).
@@ -78,15 +79,9 @@ class Inverter(nn.Module):
         self.autocast: torch.dtype | None = None  # fast path (set_fast_path): the loop under torch.autocast
         self.channels_last = False  # fast path: encoder inputs in NHWC memory format
         G = generator
-        if latent_avg is None:
-            latent_avg = G.w_avg
-        latent_avg = latent_avg.detach().float()
-        if latent_avg.ndim == 1:
-            latent_avg = latent_avg.expand(G.num_ws, -1)
-        if tuple(latent_avg.shape) != (G.num_ws, G.w_dim):
-            got = tuple(latent_avg.shape)
-            raise ValueError(f"latent_avg must be [{G.w_dim}] or [{G.num_ws}, {G.w_dim}], got {got}")
-        self.register_buffer("latent_avg", latent_avg.clone())
+        latent_avg = normalize_latent_avg(G.w_avg if latent_avg is None else latent_avg, num_ws=G.num_ws,
+                                          w_dim=G.w_dim, source="Inverter")
+        self.register_buffer("latent_avg", latent_avg)
         self._avg_image: torch.Tensor | None = None
 
     @property

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from inversion.models import load_generator
-from inversion.models.ada_pickle import (
+from inversion.models.nvidia_convert import convert_ada_generator
+from inversion.models.safe_unpickle import (
     PersistentRecord,
-    convert_ada_generator,
     load_ada_pickle,
     read_ada_pickle,
 )

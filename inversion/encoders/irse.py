@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..models.state import load_state_strict
+
 __all__ = [
     "IRSE_CHANNELS",
     "IRSE50_HINT",
@@ -290,7 +292,8 @@ def load_backbone_weights(
     """
     state = read_state_dict(path, "ArcFace IR-SE50 backbone", IRSE50_HINT)
     if isinstance(module, Backbone):
-        module.load_state_dict(state, strict=True)
+        load_state_strict(module, state, str(path), what="IR-SE backbone weights", hint=IRSE50_HINT,
+                          error=RuntimeError)
         return list(state)
     if not isinstance(getattr(module, "input_layer", None), nn.Sequential) or not hasattr(module, "body"):
         raise TypeError(f"{type(module).__name__} has no IR-SE 'input_layer' / 'body' to load weights into")
@@ -303,15 +306,7 @@ def load_backbone_weights(
             state["input_layer.0.weight"] = expand_input_conv(
                 state["input_layer.0.weight"], in_channels, extra_channel_init
             )
-    missing, unexpected = module.load_state_dict(state, strict=False)
     skipped_input = in_channels < 3
-    missing = [
-        k for k in missing if k.startswith("body.") or (k.startswith("input_layer.") and not skipped_input)
-    ]
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{path}: does not match the IR-SE backbone of {type(module).__name__} "
-            f"(missing: {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected: {unexpected[:5]}). "
-            + IRSE50_HINT
-        )
+    load_state_strict(module, state, str(path), what="IR-SE backbone weights", hint=IRSE50_HINT, error=RuntimeError,
+                      required=lambda k: k.startswith("body.") or (k.startswith("input_layer.") and not skipped_input))
     return list(state)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from ..models.state import load_state_strict
 from .e4e import ProgressiveStageMixin
 from .irse import IRSE_CHANNELS, assert_shape, check_channels, expand_input_conv, read_state_dict
 from .psp import GradualStyleBlock, _IRSEEncoderBase, check_input_size
@@ -244,16 +245,10 @@ def load_resnet34_weights(
             mapped["conv1.weight"] = expand_input_conv(
                 mapped["conv1.weight"], module.in_channels, extra_channel_init
             )
-    missing, unexpected_keys = module.load_state_dict(mapped, strict=False)
+    if unexpected:
+        raise RuntimeError(f"{path}: keys that are not part of a torchvision ResNet-34: {unexpected[:8]}. "
+                           + RESNET34_HINT)
     skip_conv1 = module.in_channels < 3
-    missing = [
-        k for k in missing if k.startswith(("bn1.", "body.")) or (k == "conv1.weight" and not skip_conv1)
-    ]
-    unexpected += unexpected_keys
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{path}: does not match the ResNet-34 body of {type(module).__name__} "
-            f"(missing: {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected: {unexpected[:5]}). "
-            + RESNET34_HINT
-        )
+    load_state_strict(module, mapped, str(path), what="ResNet-34 weights", hint=RESNET34_HINT, error=RuntimeError,
+                      required=lambda k: k.startswith(("bn1.", "body.")) or (k == "conv1.weight" and not skip_conv1))
     return list(mapped)

@@ -30,6 +30,7 @@ from torchmetrics.functional.image import multiscale_structural_similarity_index
 from ..encoders.irse import IRSE_CHANNELS, Backbone, read_state_dict
 from ..losses import PSP_FACE_CROP, FaceNetIDLoss, IDLoss, LPIPSLoss
 from ..losses.identity import EmbeddingSimilarityLoss
+from ..models.state import load_state_strict
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -118,10 +119,8 @@ def _curricularface(path: str | os.PathLike, crop: Sequence[int] | None, **kwarg
     state = read_state_dict(path, "CurricularFace IR-101", CURRICULARFACE_HINT)
     affine = "output_layer.4.weight" in state
     net.facenet = Backbone(net.pool_size, num_layers, mode, drop_ratio=0.4, affine=affine, channels=channels)
-    try:
-        net.facenet.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise RuntimeError(f"{path}: not a CurricularFace IR-101 state dict. {CURRICULARFACE_HINT}\n{err}") from err
+    load_state_strict(net.facenet, state, str(path), what="CurricularFace IR-101 weights", hint=CURRICULARFACE_HINT,
+                      error=RuntimeError)
     net.freeze()
     return net
 

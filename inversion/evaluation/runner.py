@@ -35,8 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from ..checkpoints import FORMAT as CHECKPOINT_FORMAT
-from ..checkpoints import load_inverter
+from ..checkpoints import INVERTER_FORMAT, load_inverter
 from ..data import ImageIdDataset, ids_sha256, read_split, render_seeds
 from ..imageio import RESIZE_MODES, atomic_write_text, quantize, resize_images, save_strip
 from ..inverter import Inverter
@@ -161,7 +160,7 @@ def load_checkpoint(path: str, generator_path: str | None, device: torch.device)
     """``load_inverter`` with evaluation's extra check: ``generator_path`` only applies to our exports."""
     if generator_path is not None and Path(path).is_file():
         head = torch_load(path)
-        if not (isinstance(head, dict) and head.get("format") == CHECKPOINT_FORMAT):
+        if not (isinstance(head, dict) and head.get("format") == INVERTER_FORMAT):
             raise CheckpointError(
                 f"{path}: generator_path={generator_path} was given, but this is not an inversion export: official "
                 "pSp/e4e/ReStyle files carry their generator (decoder.*) inside; drop generator_path"

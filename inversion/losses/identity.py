@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.irse import IRSE_CHANNELS, Backbone, read_state_dict
+from ..models.state import load_state_strict
 from .perceptual import IMAGENET_MEAN, IMAGENET_STD, PSP_FACE_CROP, FrozenLoss, crop_resize
 
 __all__ = [
@@ -116,12 +117,8 @@ class IDLoss(EmbeddingSimilarityLoss):
         """Load a TreB1eN-layout IR-SE state dict strictly; ``FileNotFoundError`` (with where to get the file)
         if ``path`` does not exist."""
         state = read_state_dict(path, "ArcFace IR-SE50 (model_ir_se50.pth)", IR_SE50_HINT)
-        try:
-            self.facenet.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise RuntimeError(
-                f"{path}: not an IR-SE50 state dict matching this IDLoss. {IR_SE50_HINT}\n{err}"
-            ) from err
+        load_state_strict(self.facenet, state, str(path), what="IR-SE50 weights (this IDLoss)", hint=IR_SE50_HINT,
+                          error=RuntimeError)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Resize, crop and pool images as pSp does: [N, 3, H, W] -> [N, 3, pool_size, pool_size]."""
@@ -207,10 +204,8 @@ class FaceNetIDLoss(EmbeddingSimilarityLoss):
         """Load an InceptionResnetV1 state dict strictly, ignoring the classifier head ``logits.*``."""
         state = read_state_dict(path, "FaceNet InceptionResnetV1 (VGGFace2)", FACENET_HINT)
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}
-        try:
-            self.facenet.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise RuntimeError(f"{path}: not an InceptionResnetV1 state dict. {FACENET_HINT}\n{err}") from err
+        load_state_strict(self.facenet, state, str(path), what="InceptionResnetV1 weights", hint=FACENET_HINT,
+                          error=RuntimeError)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> standardised [N, 3, input_size, input_size]."""
@@ -280,10 +275,8 @@ class FeatureSimilarityLoss(EmbeddingSimilarityLoss):
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load a MoCo checkpoint (``{'state_dict': {'module.encoder_q.*': ...}}``) strictly, fc excluded."""
         state = self.remap_moco_state_dict(read_state_dict(path, f"MoCo {self.arch}", MOCO_HINT))
-        try:
-            self.model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise RuntimeError(f"{path}: does not match a torchvision {self.arch}. {MOCO_HINT}\n{err}") from err
+        load_state_strict(self.model, state, str(path), what=f"torchvision {self.arch} weights", hint=MOCO_HINT,
+                          error=RuntimeError)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> network input [N, 3, size, size]."""

@@ -1,6 +1,7 @@
 """StyleGAN generators and their checkpoint loaders."""
 
-from .loading import CheckpointError, demo_generator, load_generator
+from .loading import demo_generator, load_generator
+from .state import CheckpointError
 from .stylegan2 import Generator, mix_styles
 
 __all__ = ["CheckpointError", "Generator", "demo_generator", "load_generator", "mix_styles"]

@@ -7,7 +7,11 @@ Supported:
   ``w_avg`` is then estimated from seeded samples, with a warning). Keys are matched strictly.
 * pSp / e4e / ReStyle checkpoints — the generator under ``state_dict['decoder.*']``, ``latent_avg`` → ``w_avg``.
 * NVIDIA stylegan2-ada-pytorch ``.pkl`` — ``G_ema``, read with a restricted unpickler that executes nothing
-  (:mod:`inversion.models.ada_pickle`). StyleGAN3 pickles raise ``NotImplementedError``.
+  (:mod:`inversion.models.safe_unpickle`) and converted key by key (:mod:`inversion.models.nvidia_convert`).
+  StyleGAN3 pickles raise ``NotImplementedError``.
+
+Every generator is loaded strictly (:func:`~inversion.models.state.load_state_strict`); ``latent_avg`` is read by
+:func:`~inversion.models.state.normalize_latent_avg`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from typing import Any
 
 import torch
 
+from .state import CheckpointError, load_state_strict, normalize_latent_avg
 from .stylegan2 import Generator
 
 __all__ = [
-    "CheckpointError",
     "load_generator",
+    "generator_from_checkpoint",
     "generator_from_state_dict",
     "infer_generator_kwargs",
     "sniff_format",
@@ -38,10 +43,6 @@ WEIGHTS_HINT = (
     "Get the FFHQ config-f generator 'stylegan2-ffhq-config-f.pt' from the pSp / e4e / ReStyle model links "
     "(rosinality format), or an NVIDIA stylegan2-ada-pytorch 'network-snapshot-*.pkl', and pass its local path."
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used: wrong format, inconsistent contents, or a config mismatch."""
 
 
 # Legacy (pre-zip) torch.save files start with the pickled magic number 0x1950a86a20f9469cfc6c.
@@ -110,39 +111,20 @@ def generator_from_state_dict(
     source: str,
     generator_kwargs: dict[str, Any] | None = None,
 ) -> Generator:
-    """Build a ``Generator`` matching ``state`` and load it strictly (shapes checked key by key)."""
+    """Build a ``Generator`` matching ``state`` and load it strictly (shapes checked key by key).
+
+    ``w_avg`` (a ``latent_avg`` in any layout :func:`normalize_latent_avg` reads) replaces a ``w_avg`` in ``state``;
+    with neither, the new generator's zeros are kept.
+    """
     kwargs = generator_kwargs or infer_generator_kwargs(state, source)
     G = Generator(**kwargs)
     state = dict(state)
-    expected = G.state_dict()
     if w_avg is not None:
-        state["w_avg"] = _as_w_avg(w_avg, G.w_dim, source)
+        state["w_avg"] = normalize_latent_avg(w_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=source)[0]
     elif "w_avg" not in state:
-        state["w_avg"] = expected["w_avg"]
-    unexpected = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
-    if unexpected or missing:
-        raise CheckpointError(
-            f"{source}: generator keys do not match a StyleGAN2 of {kwargs['img_resolution']} px — "
-            f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
-            f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}"
-        )
-    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
-           if tuple(v.shape) != tuple(expected[k].shape)]
-    if bad:
-        raise CheckpointError(f"{source}: shape mismatch: " + "; ".join(bad[:8]))
-    G.load_state_dict(state, strict=True)
+        state["w_avg"] = G.w_avg
+    load_state_strict(G, state, source, what=f"generator weights (StyleGAN2 of {kwargs['img_resolution']} px)")
     return G
-
-
-def _as_w_avg(latent_avg: torch.Tensor, w_dim: int, source: str) -> torch.Tensor:
-    """``latent_avg`` is [w_dim] (rosinality) or [num_ws, w_dim] (pSp repeats it per layer)."""
-    t = latent_avg.detach().float()
-    if t.ndim == 2:
-        t = t[0]
-    if t.ndim != 1 or t.shape[0] != w_dim:
-        raise CheckpointError(f"{source}: latent_avg has shape {tuple(latent_avg.shape)}, expected [{w_dim}]")
-    return t
 
 
 def _check_expectations(G: Generator, path: Path, img_resolution: int | None, num_ws: int | None,
@@ -158,35 +140,37 @@ def _check_expectations(G: Generator, path: Path, img_resolution: int | None, nu
         raise CheckpointError(f"{path}: generator does not match the configuration: " + "; ".join(problems))
 
 
-def _load_torch_generator(obj: Any, path: Path) -> Generator:
+def generator_from_checkpoint(obj: Any, path: str | os.PathLike) -> Generator:
+    """The generator of a loaded torch checkpoint: rosinality ``g_ema`` or pSp-family ``state_dict['decoder.*']``.
+
+    Without ``latent_avg`` in the file, ``w_avg`` is estimated from 10,000 seeded mapping samples (with a warning).
+    """
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}. {WEIGHTS_HINT}")
     if "g_ema" in obj:
-        latent_avg = obj.get("latent_avg")
-        G = generator_from_state_dict(obj["g_ema"], latent_avg, str(path))
-        if latent_avg is None:
-            warnings.warn(
-                f"{path} has no 'latent_avg': estimating w_avg from 10,000 seeded samples of the mapping network",
-                stacklevel=3,
-            )
-            G.compute_w_avg(10_000, seed=0)
-        return G
-    if "state_dict" in obj and any(k.startswith("decoder.") for k in obj["state_dict"]):
-        dec = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
-        latent_avg = obj.get("latent_avg")
-        G = generator_from_state_dict(dec, latent_avg, f"{path} (decoder.*)")
-        if latent_avg is None:
-            warnings.warn(f"{path} has no 'latent_avg': estimating w_avg from seeded samples", stacklevel=3)
-            G.compute_w_avg(10_000, seed=0)
-        return G
-    raise CheckpointError(
-        f"{path}: a torch checkpoint without a generator (keys {sorted(obj)[:10]}); expected 'g_ema' "
-        f"(rosinality) or 'state_dict' with 'decoder.*' (pSp/e4e/ReStyle). {WEIGHTS_HINT}"
-    )
+        state, source = obj["g_ema"], str(path)
+    elif "state_dict" in obj and any(k.startswith("decoder.") for k in obj["state_dict"]):
+        state = {k[len("decoder."):]: v for k, v in obj["state_dict"].items() if k.startswith("decoder.")}
+        source = f"{path} (decoder.*)"
+    else:
+        raise CheckpointError(
+            f"{path}: a torch checkpoint without a generator (keys {sorted(obj)[:10]}); expected 'g_ema' "
+            f"(rosinality) or 'state_dict' with 'decoder.*' (pSp/e4e/ReStyle). {WEIGHTS_HINT}"
+        )
+    latent_avg = obj.get("latent_avg")
+    G = generator_from_state_dict(state, latent_avg, source)
+    if latent_avg is None:
+        warnings.warn(
+            f"{path} has no 'latent_avg': estimating w_avg from 10,000 seeded samples of the mapping network",
+            stacklevel=3,
+        )
+        G.compute_w_avg(10_000, seed=0)
+    return G
 
 
 def _load_ada_generator(path: Path) -> Generator:
-    from .ada_pickle import convert_ada_generator, read_ada_pickle
+    from .nvidia_convert import convert_ada_generator
+    from .safe_unpickle import read_ada_pickle
 
     state, kwargs = convert_ada_generator(read_ada_pickle(path))
     return generator_from_state_dict(state, None, f"{path} (G_ema)", generator_kwargs=kwargs)
@@ -208,7 +192,7 @@ def load_generator(
     if not path.is_file():
         raise FileNotFoundError(f"StyleGAN2 generator file not found: {path}. {WEIGHTS_HINT}")
     fmt = sniff_format(path)
-    G = _load_torch_generator(torch_load(path), path) if fmt == "torch" else _load_ada_generator(path)
+    G = generator_from_checkpoint(torch_load(path), path) if fmt == "torch" else _load_ada_generator(path)
     _check_expectations(G, path, img_resolution, num_ws, w_dim)
     return G.eval().requires_grad_(False).to(device)
 
