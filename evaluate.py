@@ -1,7 +1,7 @@
 """Evaluate an inverter (ours or an official pSp / e4e / ReStyle file) on a fixed split.
 
     python evaluate.py checkpoint=PATH [eval_data=demo|celebahq_test|ffhq_val] [data_root=DIR] \
-        [metrics.lpips_backbone=alexnet_features.pth] [metrics.id_net=irse50 metrics.id_weights=model_ir_se50.pth]
+        [paths.lpips_alex=alexnet_features.pth] [paths.ir_se50=model_ir_se50.pth]
 
 Writes metrics.json, per_image.csv, timing.json, report.md, grid.png and plots/ into out_dir
 (default outputs/evaluate/<eval_data>/<checkpoint name>); rerunning resumes from out_dir/cache.

@@ -94,7 +94,7 @@ def resolve_ckpt(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path in (None, "null"):
         return None
     if cfg.ckpt_path == "last":
-        path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        path = Path(cfg.output_dir) / "checkpoints" / "last.ckpt"
         if not path.is_file():
             raise FileNotFoundError(f"ckpt_path=last but {path} does not exist (is name={cfg.name} right?)")
         return str(path)
@@ -124,7 +124,7 @@ def run(cfg: DictConfig) -> dict:
     )
     module.to(G.w_avg.device)  # a generator built on a GPU (generator.device=cuda) brings the encoder along
     module.set_fast_path(**cfg.fast)
-    out_dir = Path(cfg.paths.output_dir)
+    out_dir = Path(cfg.output_dir)
     callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if isinstance(spec, DictConfig)
                  and spec.get("_target_")]  # checkpoints: iteration_<step>, best_model, last
     callbacks.append(ExportInverter(cfg.callbacks.export_path, OmegaConf.to_container(cfg.generator, resolve=True)))

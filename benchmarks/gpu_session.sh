@@ -81,7 +81,7 @@ part() {  # part NAME SECONDS: run one part under a time limit; a part cut short
         lim python3 train.py experiment=selfinv_1024 trainer.max_steps=$steps logger=csv && \
         lim python3 evaluate.py checkpoint=outputs/train/selfinv_1024/export/inverter.pt device=cuda \
           batch_size=16 eval_data.expect.img_resolution=1024 refine=image2stylegan refine.num_steps=$refine_steps \
-          "refine.vgg_weights=$vgg" progress=false out_dir=outputs/evaluate/selfinv_1024
+          "paths.vgg16=$vgg" progress=false out_dir=outputs/evaluate/selfinv_1024
       } 2>&1 | tee "$out/selfinv.log" | tail -n 60 || rc=$?
       for f in metrics.json timing.json report.md plots/refine_quality_vs_steps.png; do
         if [ -f "outputs/evaluate/selfinv_1024/$f" ]; then

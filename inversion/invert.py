@@ -43,7 +43,6 @@ __all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images",
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CONF_REFINE = Path(__file__).resolve().parents[1] / "conf" / "refine"
 
 
 @dataclass
@@ -100,19 +99,25 @@ def _center_square(img: Image.Image) -> Image.Image:
 
 
 def load_refine_config(name_or_path: str, overrides: Sequence[str] = ()) -> Any:
-    """``conf/refine/<name>.yaml`` (``none``, ``image2stylegan``, ``projector``, ``noise``) or a YAML file, with
-    ``key=value`` overrides (OmegaConf dot-list, e.g. ``num_steps=200``, ``vgg_weights=/w/vgg16.pth``)."""
+    """``conf/refine/<name>.yaml`` (``none``, ``image2stylegan``, ``projector``, ``noise``) or a YAML file, composed
+    with ``conf/invert.yaml`` (so ``${paths.*}`` weight files resolve) and ``key=value`` overrides: ``num_steps=200``
+    sets ``refine.num_steps``; ``paths.vgg16=/w/vgg16.pth`` sets a weights file."""
     from omegaconf import OmegaConf
 
+    from .config import compose, options
+
+    overrides = [o if o.startswith(("paths.", "refine.")) else f"refine.{o}" for o in overrides]
     path = Path(name_or_path)
-    if not path.suffix:
-        path = CONF_REFINE / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONF_REFINE.glob("*.yaml")) if CONF_REFINE.is_dir() else []
-        raise FileNotFoundError(f"refine config {name_or_path!r} not found ({path}); choose one of {known} "
+    if path.suffix:
+        if not path.is_file():
+            raise FileNotFoundError(f"refine config file {path} not found")
+        cfg = compose("invert", ["refine=none"])
+        cfg.refine = OmegaConf.load(path)
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides)).refine
+    if name_or_path not in options("refine"):
+        raise FileNotFoundError(f"refine config {name_or_path!r} not found; choose one of {options('refine')} "
                                 "or pass a YAML file")
-    cfg = OmegaConf.load(path)
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    return compose("invert", [f"refine={name_or_path}", *overrides]).refine
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -260,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine", default=None, help="refine config: none, image2stylegan, projector, noise, or a YAML")
     p.add_argument("--refine-steps", type=int, default=None, help="override the refine config's num_steps")
     p.add_argument("--refine-set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="refine config overrides, e.g. vgg_weights=/w/vgg16.pth lr=0.05")
+                   help="refine config overrides, e.g. paths.vgg16=/w/vgg16.pth lr=0.05")
     p.add_argument("--refine-size", type=int, default=256, help="refinement compares images at this size")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-iters", type=int, default=None, help="ReStyle steps (default: the checkpoint's)")

@@ -20,7 +20,6 @@ from inversion import encoders as E
 from inversion.checkpoints import save_inverter
 from inversion.encoders.irse import Backbone
 from inversion.evaluation import MetricSuite, evaluate, l2, ms_ssim, psnr
-from inversion.evaluation.metrics import build_id_net
 from inversion.inverter import Inverter
 from inversion.losses import LPIPSLoss
 from inversion.models import CheckpointError, demo_generator
@@ -65,7 +64,7 @@ def _cfg(overrides: list[str]):
 # ----------------------------------------------------------------------------- metrics on known pairs
 def test_identical_images_give_perfect_scores():
     x = _images(3, 256)
-    suite = MetricSuite(lpips=LPIPSLoss(), psnr_cap=100.0)  # random LPIPS trunk: d(x, x) is still 0
+    suite = MetricSuite(networks={"lpips": LPIPSLoss()}, psnr_cap=100.0)  # random LPIPS trunk: d(x, x) is still 0
     values = suite.compute(x, x.clone())
     assert suite.names == ["l2", "psnr", "lpips", "ms_ssim"]
     assert torch.equal(values["l2"], torch.zeros(3, dtype=torch.float64))
@@ -97,7 +96,8 @@ def test_metrics_rank_a_blurred_face_closer_than_another_face(shared_dir):
     alex = shared_dir / ALEX
     if not alex.is_file():
         pytest.skip(f"{alex} not found")
-    suite = MetricSuite.from_config({"lpips_backbone": str(alex), "lpips_net": "alex"})
+    spec = {"_target_": "inversion.losses.LPIPSLoss.from_pretrained", "path": str(alex), "net": "alex"}
+    suite = MetricSuite.from_config({"lpips": {"module": spec}, "id_sim": None})
     faces = _faces(shared_dir)
     blurred = torchvision.transforms.functional.gaussian_blur(faces, kernel_size=13, sigma=2.0)
     d_blur, d_other = suite.compute(blurred, faces), suite.compute(faces.roll(1, 0), faces)
@@ -107,23 +107,27 @@ def test_metrics_rank_a_blurred_face_closer_than_another_face(shared_dir):
 
 
 def test_identity_networks_load_local_weights_and_are_skipped_without(tmp_path):
+    """``metrics.id_sim.module`` is a conf/net spec: the identity network's file, or a clear reason it is skipped."""
     x = _images(2, 256)
     irse = Backbone(112, 50, "ir_se", channels=TINY)
     torch.save(irse.state_dict(), tmp_path / "irse.pth")
-    suite = MetricSuite.from_config({"id_net": "irse50", "id_weights": str(tmp_path / "irse.pth"),
-                                     "id_net_kwargs": {"channels": TINY}})
+    cfg = _cfg(["checkpoint=x", f"paths.ir_se50={tmp_path / 'irse.pth'}", f"+metrics.id_sim.module.channels={TINY}"])
+    suite = MetricSuite.from_config(cfg.metrics)
     assert "id_sim" in suite.names and not suite.skipped.get("id_sim")
+    assert "paths.ir_se50" in suite.descriptions["id_sim"] and "[35, 223, 32, 220]" in suite.descriptions["id_sim"]
     torch.testing.assert_close(suite.compute(x, x)["id_sim"], torch.ones(2, dtype=torch.float64), atol=1e-5, rtol=0)
     # CurricularFace IR-101 as HyperStyle builds it (final BatchNorm1d without affine weights) loads strictly
     curricular = Backbone(112, 100, "ir", affine=False, channels=TINY)
     torch.save(curricular.state_dict(), tmp_path / "curricular.pth")
-    net = build_id_net("curricularface", tmp_path / "curricular.pth", channels=TINY)
-    assert net.similarity(x, x).min() > 0.9999
-    skipped = MetricSuite.from_config({"id_net": "curricularface", "id_weights": None})
-    assert "id_sim" not in skipped.names and "CurricularFace" in skipped.skipped["id_sim"]
-    assert "lpips" not in skipped.names and "lpips_backbone" in skipped.skipped["lpips"]
-    with pytest.raises(ValueError, match="unknown metrics.id_net"):
-        MetricSuite.from_config({"id_net": "vggface"})
+    cfg = _cfg(["checkpoint=x", "net@metrics.id_sim.module=curricularface",
+                f"paths.curricularface={tmp_path / 'curricular.pth'}", f"+metrics.id_sim.module.channels={TINY}"])
+    suite = MetricSuite.from_config(cfg.metrics)
+    assert suite.compute(x, x)["id_sim"].min() > 0.9999
+    skipped = MetricSuite.from_config(_cfg(["checkpoint=x", "net@metrics.id_sim.module=curricularface"]).metrics)
+    assert "id_sim" not in skipped.names and "paths.curricularface" in skipped.skipped["id_sim"]
+    assert "lpips" not in skipped.names and "paths.lpips_alex" in skipped.skipped["lpips"]
+    with pytest.raises(ValueError, match="unknown entries"):
+        MetricSuite.from_config({"fid": {"module": {}}})
 
 
 # ----------------------------------------------------------------------------- the CLI on the demo split
@@ -132,7 +136,7 @@ def test_cli_on_the_demo_split_writes_all_outputs(tmp_path, restyle_ckpt):
     args = [f"checkpoint={restyle_ckpt}", "eval_data.split=smoke", f"out_dir={out}", "batch_size=4", *FAST]
     alex = Path(os.environ.get("INVERSION_SHARED", REPO.parent / "shared")) / ALEX  # LPIPS too when present
     if alex.is_file():
-        args.append(f"metrics.lpips_backbone={alex}")
+        args.append(f"paths.lpips_alex={alex}")
     r = subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     for name in OUTPUTS:
@@ -240,7 +244,7 @@ REFINE = ["refine=image2stylegan", "refine.num_steps=8", "refine.lr=0.05", "refi
 def _vgg_or_mse() -> list[str]:
     """The real VGG16 perceptual term when ../shared has its weights; pixel MSE alone otherwise."""
     vgg = Path(os.environ.get("INVERSION_SHARED", REPO.parent / "shared")) / VGG
-    return [f"refine.vgg_weights={vgg}"] if vgg.is_file() else ["refine.losses.perceptual.weight=0"]
+    return [f"paths.vgg16={vgg}"] if vgg.is_file() else ["refine.losses.perceptual.weight=0"]
 
 
 def test_refinement_reports_quality_vs_steps_for_both_seeds(tmp_path, restyle_ckpt):

@@ -116,13 +116,13 @@ def test_helpers():
 
 
 def test_build_refiner_configs(demo_G):
-    from omegaconf import OmegaConf
+    from inversion.config import compose
 
-    assert build_refiner(OmegaConf.load("conf/refine/none.yaml")) is None
+    assert build_refiner(compose("invert", ["refine=none"]).refine) is None
     _, target = _targets(demo_G, [16])
     for name in ("image2stylegan", "projector", "noise"):
-        cfg = OmegaConf.load(f"conf/refine/{name}.yaml")
-        with pytest.warns(UserWarning, match="vgg_weights"):
+        cfg = compose("invert", [f"refine={name}"]).refine
+        with pytest.warns(UserWarning, match="paths.vgg16"):  # no VGG16 file: skipped or MSE, with the key named
             fn = build_refiner(cfg)
         r = fn(demo_G, target, num_steps=2, loss_size=16)
         assert r.ws.shape == (1, demo_G.num_ws, demo_G.w_dim)
@@ -152,14 +152,13 @@ def test_refine_benchmark_runs_on_cpu_at_small_size():
 
 def test_real_vgg16_perceptual_term_falls_on_every_image(demo_G, shared_dir):
     """Image2StyleGAN's loss with the real ImageNet VGG16 from ../shared: both terms are minimised together."""
-    from omegaconf import OmegaConf
+    from inversion.config import compose
 
     vgg = shared_dir / "weights" / "vgg16_features_imagenet_fp16.pth"
     if not vgg.is_file():
         pytest.skip(f"{vgg} not found")
-    cfg = OmegaConf.merge(OmegaConf.load("conf/refine/image2stylegan.yaml"),
-                          {"vgg_weights": str(vgg), "num_steps": 10, "lr": 0.05})
-    refiner = build_refiner(cfg)
+    cfg = compose("invert", ["refine=image2stylegan", f"paths.vgg16={vgg}", "refine.num_steps=10", "refine.lr=0.05"])
+    refiner = build_refiner(cfg.refine)
     assert set(refiner.loss_weights) == {"perceptual", "mse"}  # the id term has weight 0: not built
     _, target = _targets(demo_G, [19, 20])
     r = refiner(demo_G, target, snapshot_steps=[0, 5, 10])
@@ -171,22 +170,24 @@ def test_real_vgg16_perceptual_term_falls_on_every_image(demo_G, shared_dir):
 
 
 def test_identity_term_loads_local_weights(demo_G, tmp_path):
-    """``type: id`` builds a face-ID network from ``id_weights`` (a tiny IR-SE50 in the official layout here)."""
+    """An ``id`` term builds a face-ID network from its ``path`` (a tiny IR-SE50 in the official layout here)."""
     from inversion.encoders.irse import Backbone
 
     torch.manual_seed(0)
     path = tmp_path / "model_ir_se50_tiny.pth"
     torch.save(Backbone(112, 50, "ir_se", channels=[16, 16, 32, 32]).state_dict(), path)
-    cfg = {"space": "w+", "num_steps": 3, "lr": 0.05, "id_weights": str(path),
-           "losses": {"mse": {"type": "mse", "weight": 1.0},
-                      "id": {"type": "id", "net": "irse50", "weight": 0.5, "kwargs": {"channels": [16, 16, 32, 32]}}}}
+    id_net = {"_target_": "inversion.losses.IDLoss.from_pretrained", "path": str(path), "channels": [16, 16, 32, 32]}
+    cfg = {"space": "w+", "num_steps": 3, "lr": 0.05,
+           "losses": {"mse": {"weight": 1.0, "module": {"_target_": "inversion.losses.MSELoss"}},
+                      "id": {"weight": 0.5, "module": id_net}}}
     refiner = build_refiner(cfg)
     _, target = _targets(demo_G, [21])
     r = refiner(demo_G, target)
     assert r.curves["id"].shape == (4, 1) and (r.curves["id"] >= 0).all()
     torch.testing.assert_close(r.curves["recon"], r.curves["mse"] + 0.5 * r.curves["id"])
-    with pytest.warns(UserWarning, match="id_weights"):  # no file: the term is skipped, MSE remains
-        assert set(build_refiner({**cfg, "id_weights": None}).loss_weights) == {"mse"}
+    no_file = {**cfg, "losses": {**cfg["losses"], "id": {"weight": 0.5, "module": {**id_net, "path": None}}}}
+    with pytest.warns(UserWarning, match="skipping"):  # no file: the term is skipped, MSE remains
+        assert set(build_refiner(no_file).loss_weights) == {"mse"}
     with pytest.raises(ValueError, match="unknown keys"):
         build_refiner({**cfg, "num_stepz": 3})
 

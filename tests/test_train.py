@@ -28,7 +28,7 @@ TINY_RUN = [*TINY_BASE, "data.train.seeds=[0,1,2,3,4,5,6,7]", "data.val.seeds=[1
 
 def _cfg(tmp_path, *overrides):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="train", overrides=[f"paths.output_dir={tmp_path}", *overrides],
+        return compose(config_name="train", overrides=[f"output_dir={tmp_path}", *overrides],
                        return_hydra_config=False)
 
 

@@ -1,16 +1,16 @@
 """Evaluation of inverters on fixed splits: per-image metrics, resumable runs, reports (``python evaluate.py``)."""
 
-from .metrics import HIGHER_IS_BETTER, ID_NETS, METRIC_LABELS, MetricSuite, build_id_net, l2, ms_ssim, psnr
+from .metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRICS, Metric, MetricSuite, l2, ms_ssim, psnr
 from .report import markdown_table, plot_metrics, write_report
 from .runner import ResultCache, check_generator, evaluate, measure_latency, register_resolvers, summarize
 
 __all__ = [
     "HIGHER_IS_BETTER",
-    "ID_NETS",
+    "METRICS",
+    "Metric",
     "METRIC_LABELS",
     "MetricSuite",
     "ResultCache",
-    "build_id_net",
     "check_generator",
     "evaluate",
     "l2",

@@ -8,6 +8,8 @@ returns one value per image, [N]. Maintained implementations do the work where t
   :class:`inversion.losses.LPIPSLoss`;
 * identity: :mod:`inversion.losses.identity` networks (ArcFace IR-SE50, CurricularFace-compatible IR-101,
   facenet-pytorch's InceptionResnetV1), each from a local weight file;
+* the networks are declared as the training and refinement terms are (``conf/net`` specs, built by
+  :func:`inversion.losses.build_network`), and every column is an entry of :data:`METRICS`;
 * L2 is ``mean((pred - target)^2)`` over C, H, W on [-1, 1] images: the "L2" / "MSE" column of pSp, e4e,
   ReStyle and HyperStyle (``torch.nn.MSELoss`` on ``Normalize(0.5, 0.5)`` tensors).
 
@@ -17,7 +19,6 @@ Nothing is downloaded: a metric whose weights are not configured is skipped, wit
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -27,39 +28,25 @@ import torch
 from torch import nn
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
-from ..encoders.irse import IRSE_CHANNELS, Backbone, read_state_dict
-from ..losses import PSP_FACE_CROP, FaceNetIDLoss, IDLoss, LPIPSLoss
-from ..losses.identity import EmbeddingSimilarityLoss
-from ..models.state import load_state_strict
+from ..losses import LPIPSLoss, MissingWeightsError, build_network, weights_key
+from ..losses.spec import _plain
 
 __all__ = [
     "HIGHER_IS_BETTER",
-    "ID_NETS",
+    "METRICS",
     "METRIC_LABELS",
+    "Metric",
     "MS_SSIM_BETAS",
     "MetricSuite",
     "package_version",
-    "build_id_net",
     "l2",
     "ms_ssim",
     "psnr",
     "to_unit_range",
 ]
 
-#: Column name -> whether a larger value is better (for the report's arrows).
-HIGHER_IS_BETTER: dict[str, bool] = {"l2": False, "psnr": True, "lpips": False, "ms_ssim": True, "id_sim": True}
-#: Column name -> label used in tables and plots.
-METRIC_LABELS: dict[str, str] = {"l2": "L2", "psnr": "PSNR", "lpips": "LPIPS", "ms_ssim": "MS-SSIM", "id_sim": "ID"}
 #: Wang et al. 2003 scale weights (torchmetrics' default), as in the pSp-family ``criteria/ms_ssim.py``.
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-#: Supported identity networks (``metrics.id_net``).
-ID_NETS = ("irse50", "curricularface", "facenet")
-
-CURRICULARFACE_HINT = (
-    "It should be a CurricularFace IR-101 state dict in the TreB1eN/pSp Backbone layout (e.g. HyperStyle's "
-    "'CurricularFace_Backbone.pth', loaded there by models/encoders/model_irse.IR_101); pass its local path."
-)
-
 
 def package_version(name: str) -> str:
     try:
@@ -106,57 +93,56 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _curricularface(path: str | os.PathLike, crop: Sequence[int] | None, **kwargs: Any) -> IDLoss:
-    """An :class:`IDLoss` whose network is an IR-101 (``mode='ir'``) as CurricularFace / HyperStyle's ``IR_101``.
+@dataclass(frozen=True)
+class Metric:
+    """One column of the evaluation tables: how it is computed and how it is shown."""
 
-    HyperStyle builds ``Backbone(112, 100, 'ir', drop_ratio=0.4, affine=False)``; the final BatchNorm1d is made
-    affine only when the file holds its weight, so both variants load strictly.
-    """
-    channels = kwargs.pop("channels", IRSE_CHANNELS)
-    num_layers = kwargs.pop("num_layers", 100)
-    mode = kwargs.pop("mode", "ir")
-    net = IDLoss(crop=crop, num_layers=num_layers, mode=mode, channels=channels, **kwargs)
-    state = read_state_dict(path, "CurricularFace IR-101", CURRICULARFACE_HINT)
-    affine = "output_layer.4.weight" in state
-    net.facenet = Backbone(net.pool_size, num_layers, mode, drop_ratio=0.4, affine=affine, channels=channels)
-    load_state_strict(net.facenet, state, str(path), what="CurricularFace IR-101 weights", hint=CURRICULARFACE_HINT,
-                      error=RuntimeError)
-    net.freeze()
-    return net
+    name: str  # Column name (metrics.json, per_image.csv).
+    label: str  # Label in tables and plots.
+    higher_is_better: bool  # The arrow in the report; "reach" thresholds compare with >= or <=.
+    fn: Callable[..., torch.Tensor]  # (pred, target, net, suite) -> [N]; `net` is the built network or None.
+    network: bool = False  # Needs a network built from ``metrics.<name>.module`` (a conf/net spec).
 
 
-def build_id_net(
-    name: str,  # One of ID_NETS.
-    path: str | os.PathLike,  # Local weight file.
-    crop: Sequence[int] | None = PSP_FACE_CROP,  # Face box on the 256 px images, (top, bottom, left, right).
-    **kwargs: Any,  # Extra constructor arguments (e.g. ``channels`` for small test networks).
-) -> EmbeddingSimilarityLoss:
-    """A frozen identity network with ``.similarity(x, y) -> [N]`` from a local weight file."""
-    if name == "irse50":
-        return IDLoss.from_pretrained(path, crop=crop, **kwargs)
-    if name == "curricularface":
-        return _curricularface(path, crop, **kwargs)
-    if name == "facenet":
-        return FaceNetIDLoss.from_pretrained(path, crop=crop, resize_to=256, **kwargs)
-    raise ValueError(f"unknown metrics.id_net {name!r}; choose one of {list(ID_NETS)}")
+def _describe_ms_ssim() -> str:
+    return (f"torchmetrics {package_version('torchmetrics')} multiscale_structural_similarity_index_measure, [0, 1] "
+            f"images, data_range=1, 11x11 Gaussian sigma 1.5, k1=0.01, k2=0.03, betas {list(MS_SSIM_BETAS)}, "
+            "normalize='relu'")
 
 
-_ID_DESCRIPTIONS = {
-    "irse50": "ArcFace IR-SE50 (TreB1eN model_ir_se50.pth, pSp's ID loss network), 112 px input",
-    "curricularface": "CurricularFace IR-101 (HyperStyle's evaluation network), 112 px input",
-    "facenet": "facenet-pytorch InceptionResnetV1 (VGGFace2), 160 px input",
-}
-_ID_FILES = {"irse50": "ArcFace IR-SE50 (model_ir_se50.pth)",
-             "curricularface": "CurricularFace IR-101 (CurricularFace_Backbone.pth)",
-             "facenet": "facenet-pytorch VGGFace2 (20180402-114759-vggface2.pt)"}
+#: The metric registry, in table order (as NVlabs' metric_main): add an entry to add a column.
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("l2", "L2", False, lambda p, t, net, suite: l2(p, t)),
+    Metric("psnr", "PSNR", True, lambda p, t, net, suite: psnr(p, t, suite.psnr_cap)),
+    Metric("lpips", "LPIPS", False, lambda p, t, net, suite: net(p, t, per_sample=True), network=True),
+    Metric("ms_ssim", "MS-SSIM", True, lambda p, t, net, suite: ms_ssim(p, t)),
+    Metric("id_sim", "ID", True, lambda p, t, net, suite: net.similarity(p, t), network=True),
+)}
+#: Column name -> whether a larger value is better (for the report's arrows).
+HIGHER_IS_BETTER: dict[str, bool] = {k: m.higher_is_better for k, m in METRICS.items()}
+#: Column name -> label used in tables and plots.
+METRIC_LABELS: dict[str, str] = {k: m.label for k, m in METRICS.items()}
+
+
+def _describe_network(name: str, net: nn.Module, spec: Mapping[str, Any]) -> str:
+    """What a network-backed metric ran: the class, its weights file and key, and the pre-processing."""
+    key = weights_key(spec)
+    path = _plain(spec).get("path")
+    if isinstance(net, LPIPSLoss):
+        return (f"lpips {package_version('lpips')} LPIPS(net='{net.net_type}', version='0.1'): trunk from {key} "
+                f"({path}), linear layers from the lpips wheel; [-1, 1] images")
+    crop = getattr(net, "crop", None)
+    crop_txt = "no crop" if crop is None else f"crop [top, bottom, left, right] = {list(crop)} at 256 px"
+    return (f"cosine similarity of {type(net).__name__} embeddings (weights {key}: {path}); {crop_txt}, then "
+            "adaptive average pooling to the network input")
 
 
 @dataclass
 class MetricSuite:
-    """The metrics of one evaluation: which run, which were skipped (and why), and how each is computed."""
+    """The metrics of one evaluation: the networks of those that run, which were skipped (and why), and how each
+    is computed."""
 
-    lpips: LPIPSLoss | None = None
-    id_net: EmbeddingSimilarityLoss | None = None
+    networks: dict[str, nn.Module] = field(default_factory=dict)  # name -> network of a network-backed metric
     psnr_cap: float = 100.0
     skipped: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
@@ -164,80 +150,55 @@ class MetricSuite:
     @classmethod
     def from_config(
         cls,
-        cfg: Mapping[str, Any],  # The ``metrics`` config: lpips_backbone, lpips_net, id_net, id_weights, ...
+        cfg: Mapping[str, Any],  # ``metrics``: {lpips: {module: <conf/net spec>}, id_sim: {module: ...}}; null: off
         *,
-        id_crop: Sequence[int] | None = PSP_FACE_CROP,
         psnr_cap: float = 100.0,
         device: torch.device | str = "cpu",
     ) -> MetricSuite:
-        """Load the configured networks from local files; unconfigured ones are skipped with a reason."""
+        """Build the configured networks (:func:`inversion.losses.build_network`, the spec training and refinement
+        read); a metric whose weights file is not configured is skipped with the reason."""
         suite = cls(psnr_cap=float(psnr_cap))
         suite.descriptions.update(
             l2="mean((x - y)^2) over C, H, W on [-1, 1] images (torch)",
             psnr=f"torchmetrics {package_version('torchmetrics')} peak_signal_noise_ratio, data_range=1 on [0, 1] "
                  f"images, per image, capped at {psnr_cap:g} dB",
-            ms_ssim=f"torchmetrics {package_version('torchmetrics')} multiscale_structural_similarity_index_measure"
-                    f", [0, 1] images, data_range=1, 11x11 Gaussian sigma 1.5, k1=0.01, k2=0.03, betas "
-                    f"{list(MS_SSIM_BETAS)}, normalize='relu'",
+            ms_ssim=_describe_ms_ssim(),
         )
-        suite._setup_lpips(cfg, device)
-        suite._setup_id(cfg, id_crop, device)
+        unknown = set(cfg or {}) - {k for k, m in METRICS.items() if m.network}
+        if unknown:
+            raise ValueError(f"metrics: unknown entries {sorted(unknown)}; network-backed metrics are "
+                             f"{[k for k, m in METRICS.items() if m.network]}")
+        for name, metric in METRICS.items():
+            if not metric.network:
+                continue
+            spec = (cfg or {}).get(name)
+            if spec is None or spec.get("module") is None:
+                suite.skipped[name] = f"metrics.{name} is null (turned off)"
+                continue
+            try:
+                net = build_network(spec["module"])
+            except MissingWeightsError as err:
+                suite.skipped[name] = str(err)
+                continue
+            suite.networks[name] = net.to(device).eval()
+            suite.descriptions[name] = _describe_network(name, net, spec["module"])
         return suite
-
-    def _setup_lpips(self, cfg: Mapping[str, Any], device: torch.device | str) -> None:
-        backbone = cfg.get("lpips_backbone")
-        net = str(cfg.get("lpips_net", "alex"))
-        if not backbone:
-            self.skipped["lpips"] = ("metrics.lpips_backbone is not set (a local torchvision-layout "
-                                     f"'{net}' features.* weight file); nothing is downloaded")
-            return
-        self.lpips = LPIPSLoss.from_pretrained(backbone, net=net).to(device)
-        self.descriptions["lpips"] = (f"lpips {package_version('lpips')} LPIPS(net='{net}', version='0.1'): "
-                                      "trunk from metrics.lpips_backbone, linear layers from the lpips wheel; "
-                                      "[-1, 1] images")
-
-    def _setup_id(self, cfg: Mapping[str, Any], crop: Sequence[int] | None, device: torch.device | str) -> None:
-        name = str(cfg.get("id_net") or "irse50")
-        if name not in ID_NETS:
-            raise ValueError(f"unknown metrics.id_net {name!r}; choose one of {list(ID_NETS)}")
-        weights = cfg.get("id_weights")
-        if not weights:
-            self.skipped["id_sim"] = (f"metrics.id_weights is not set: no local {_ID_FILES[name]} weights for "
-                                      f"metrics.id_net={name}; nothing is downloaded")
-            return
-        kwargs = dict(cfg.get("id_net_kwargs") or {})
-        self.id_net = build_id_net(name, weights, crop=crop, **kwargs).to(device)
-        crop_txt = "no crop" if crop is None else f"crop [top, bottom, left, right] = {list(crop)} at 256 px"
-        self.descriptions["id_sim"] = (f"cosine similarity of {_ID_DESCRIPTIONS[name]} embeddings; {crop_txt}, "
-                                       "then adaptive average pooling to the network input")
 
     @property
     def names(self) -> list[str]:
         """Column names of the metrics that run, in table order."""
-        out = ["l2", "psnr"]
-        if self.lpips is not None:
-            out.append("lpips")
-        out.append("ms_ssim")
-        if self.id_net is not None:
-            out.append("id_sim")
-        return out
+        return [k for k, m in METRICS.items() if not m.network or k in self.networks]
 
     def modules(self) -> list[nn.Module]:
         """The networks held (for moving / counting)."""
-        return [m for m in (self.lpips, self.id_net) if m is not None]
+        return list(self.networks.values())
 
     @torch.no_grad()
     def compute(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every metric that runs, name -> per-image values [N] (float64 on CPU)."""
         _check_pair(pred, target)
         pred, target = pred.float(), target.float()
-        out = {"l2": l2(pred, target), "psnr": psnr(pred, target, self.psnr_cap)}
-        if self.lpips is not None:
-            out["lpips"] = self.lpips(pred, target, per_sample=True)
-        out["ms_ssim"] = ms_ssim(pred, target)
-        if self.id_net is not None:
-            out["id_sim"] = self.id_net.similarity(pred, target)
-        return {k: out[k].detach().double().cpu() for k in self.names}
+        return {k: METRICS[k].fn(pred, target, self.networks.get(k), self).detach().double().cpu() for k in self.names}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -163,7 +163,7 @@ def write_report(out_dir: str | os.PathLike, metrics: Mapping[str, Any], timing:
         f"- data: {data['name']} ({data['kind']}), split `{data['split']}`, {data['num_images']} images"
         + (f", root `{data['root']}`" if data.get("root") else ""),
         f"- protocol: {protocol['resize']}; 8-bit quantised: {protocol['quantize_uint8']}; encoder input "
-        f"{protocol['input_size']} px via '{protocol['input_resize_mode']}'; ID crop {protocol['id_crop']}; "
+        f"{protocol['input_size']} px via '{protocol['input_resize_mode']}'; "
         f"PSNR capped at {protocol['psnr_cap_db']:g} dB; {protocol['value_ranges']}",
         f"- refinement: {protocol['refine']}",
         "",

@@ -528,9 +528,8 @@ def _protocol(cfg: DictConfig, inverter: Inverter, refinement: Refinement | None
         "clamp": [-1.0, 1.0],
         "input_size": int(inverter.encoder_size),
         "input_resize_mode": str(cfg.eval_data.input_resize_mode),
-        "id_crop": None if p.id_crop is None else [int(c) for c in p.id_crop],
-        "id_crop_note": "(top, bottom, left, right) on the 256 px image, pSp's face box; no face detection / "
-                        "alignment (HyperStyle aligns with MTCNN before CurricularFace)",
+        "id_note": "the ID network's own crop (metrics implementations), on the 256 px image; no face detection / "
+                   "alignment (HyperStyle aligns with MTCNN before CurricularFace)",
         "psnr_cap_db": float(p.psnr_cap),
         "value_ranges": "L2 and LPIPS on [-1, 1]; PSNR and MS-SSIM on [0, 1] with data_range=1",
         "averaging": "arithmetic mean over images of the per-image values (std: population std)",
@@ -549,7 +548,8 @@ def _protocol(cfg: DictConfig, inverter: Inverter, refinement: Refinement | None
 def _fingerprint(cfg: DictConfig, ckpt: Mapping[str, Any], protocol: Mapping[str, Any]) -> dict[str, Any]:
     """Everything a per-image value depends on (not the id list, batch size or limit)."""
     metrics = _container(cfg.metrics)
-    files = {k: (sha256_file(metrics[k]) if metrics.get(k) else None) for k in ("lpips_backbone", "id_weights")}
+    paths = {k: ((v or {}).get("module") or {}).get("path") for k, v in metrics.items()}
+    files = {k: (sha256_file(p) if p else None) for k, p in paths.items()}
     data = {k: v for k, v in _container(cfg.eval_data).items() if k not in ("num_workers", "split")}
     return {
         "format": FORMAT,
@@ -594,8 +594,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     views = _Views(inverter.encoder_size, str(cfg.eval_data.input_resize_mode), int(cfg.protocol.size),
                    str(cfg.protocol.resize_mode), bool(cfg.protocol.quantize))
     data = PairDataset(base, views)
-    suite = MetricSuite.from_config(_container(cfg.metrics), id_crop=cfg.protocol.id_crop,
-                                    psnr_cap=float(cfg.protocol.psnr_cap), device=device)
+    suite = MetricSuite.from_config(cfg.metrics, psnr_cap=float(cfg.protocol.psnr_cap), device=device)
 
     ckpt = _checkpoint_info(cfg, inverter)
     refinement = Refinement.from_config(cfg, device)

@@ -4,12 +4,9 @@
 by :func:`build_refiner` (``None`` for ``enabled: false``). Config keys:
 
 * ``enabled``: false gives no refiner (``conf/refine/none.yaml``);
-* ``losses``: ``{name: {type: mse | vgg | lpips | id, weight: float, net: ..., fallback: mse}}``.
-  ``vgg`` (Image2StyleGAN's :class:`~inversion.losses.VGGFeatureLoss`) and ``lpips``
-  (:class:`~inversion.losses.LPIPSLoss`) load the torchvision VGG16 (or AlexNet for ``net: alex``) ``features.*``
-  weights from the top-level ``vgg_weights`` (``alex_weights``) key; ``id`` (``1 - cos`` of face embeddings,
-  ``net: irse50 | curricularface | facenet``, optional ``kwargs``) loads ``id_weights``. When that key is null the
-  term is skipped with a warning, or replaced by MSE with the same weight when ``fallback: mse``;
+* ``losses``: ``{name: {weight, module: {_target_: ..., path: ...}, fallback: ...}}``, the loss spec of
+  :func:`inversion.losses.build_terms` that training and evaluation read too. A term whose weights ``path`` is null
+  (``paths.vgg16`` / ``paths.ir_se50`` unset) is skipped with a warning, or replaced by its ``fallback``;
 * every other key (``space``, ``num_steps``, ``lr``, ``noise_regularize``, ``lr_rampup``, ...) is passed to
   :func:`refine` as a keyword argument.
 """
@@ -17,7 +14,6 @@ by :func:`build_refiner` (``None`` for ``enabled: false``). Config keys:
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +26,6 @@ __all__ = ["DEFAULT_NUM_STEPS", "SPACES", "RefineResult", "RefineSnapshot", "Ref
            "karras_lr", "noise_regularization", "refine"]
 
 DEFAULT_NUM_STEPS = inspect.signature(refine).parameters["num_steps"].default
-_WEIGHT_KEYS = ("vgg_weights", "alex_weights", "id_weights")
 
 
 def _to_dict(cfg: Any) -> dict:
@@ -46,41 +41,10 @@ def _to_dict(cfg: Any) -> dict:
 
 def build_losses(cfg: Mapping[str, Any]) -> dict[str, tuple[float, nn.Module]]:
     """The ``losses`` entry of a refine config as ``{name: (weight, module)}`` (see the module docstring)."""
-    from ..losses import LPIPSLoss, MSELoss, VGGFeatureLoss
+    from ..losses import build_terms
 
-    out: dict[str, tuple[float, nn.Module]] = {}
-    for name, spec in (cfg.get("losses") or {}).items():
-        kind, weight = spec.get("type", "mse"), float(spec.get("weight", 1.0))
-        if weight == 0:
-            continue
-        if kind == "mse":
-            out[name] = (weight, MSELoss())
-            continue
-        if kind not in ("vgg", "lpips", "id"):
-            raise ValueError(f"refine loss {name!r}: unknown type {kind!r} (mse, vgg, lpips or id)")
-        net = spec.get("net", "irse50" if kind == "id" else "vgg")
-        key = "id_weights" if kind == "id" else "alex_weights" if (kind == "lpips" and net == "alex") else "vgg_weights"
-        path = cfg.get(key)
-        if path is None:
-            fallback = spec.get("fallback")
-            msg = f"refine loss {name!r} ({kind}) needs `{key}`, which is null"
-            if fallback == "mse":
-                warnings.warn(f"{msg}: using MSE with weight {weight} instead", stacklevel=2)
-                out[name] = (weight, MSELoss())
-            else:
-                warnings.warn(f"{msg}: skipping this term", stacklevel=2)
-            continue
-        if kind == "id":
-            from ..evaluation.metrics import build_id_net
-
-            out[name] = (weight, build_id_net(net, path, **(spec.get("kwargs") or {})))
-        elif kind == "vgg":
-            out[name] = (weight, VGGFeatureLoss.from_pretrained(path))
-        else:
-            out[name] = (weight, LPIPSLoss.from_pretrained(path, net=net))
-    if not out:
-        raise ValueError("the refine config leaves no loss term")
-    return out
+    terms = build_terms(cfg.get("losses"), missing="skip", what="refine loss", allowed_inputs=("images",))
+    return {name: (term.weight, term.module) for name, term in terms.items()}
 
 
 class Refiner(nn.Module):
@@ -117,12 +81,13 @@ class Refiner(nn.Module):
 def build_refiner(cfg: Any, device: torch.device | str | None = None) -> Refiner | None:
     """``conf/refine/*.yaml`` (dict or DictConfig) -> a :class:`Refiner` (its loss networks on ``device``), or
     ``None`` when ``enabled`` is false."""
+    losses = cfg.get("losses")  # kept as given: a DictConfig still names the ``paths.*`` key of a missing file
     cfg = _to_dict(cfg)
     if not cfg.get("enabled", True):
         return None
-    kwargs = {k: v for k, v in cfg.items() if k not in ("enabled", "losses", "name", *_WEIGHT_KEYS)}
+    kwargs = {k: v for k, v in cfg.items() if k not in ("enabled", "losses", "name")}
     unknown = set(kwargs) - set(inspect.signature(refine).parameters)
     if unknown:
         raise ValueError(f"refine config: unknown keys {sorted(unknown)}")
-    refiner = Refiner(losses=build_losses(cfg), **kwargs).eval()
+    refiner = Refiner(losses=build_losses({"losses": losses}), **kwargs).eval()
     return refiner if device is None else refiner.to(device)
