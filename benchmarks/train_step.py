@@ -25,8 +25,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,17 +37,16 @@ from benchmarks.common import (  # noqa: E402
     save_results,
     sync,
 )
-from inversion import encoders as E  # noqa: E402
-from inversion.inverter import AUTOCAST_DTYPES, Inverter  # noqa: E402
-from inversion.losses import IDLoss, LPIPSLoss, MSELoss  # noqa: E402
+from inversion.config import compose  # noqa: E402
+from inversion.inverter import AUTOCAST_DTYPES  # noqa: E402
 from inversion.models import Generator  # noqa: E402
-from inversion.training import E4EModule, InversionModule, LossTerm  # noqa: E402
+from inversion.training import InversionModule  # noqa: E402
+from inversion.training import build_module as build_training_module  # noqa: E402
 
-METHODS = {  # name: (encoder class, input channels, ReStyle steps, LightningModule class and its extra arguments)
-    "pSp": (E.GradualStyleEncoder, 3, 1, InversionModule, {}),
-    "e4e": (E.Encoder4Editing, 3, 1, E4EModule, {"adv_weight": 0.1, "d_reg_every": 16, "delta_reg_weight": 2e-4,
-                                                 "progressive_start": None}),
-    "ReStyle-pSp-5": (E.BackboneEncoder, 6, 5, InversionModule, {}),
+METHODS = {  # name: (the conf/experiment it times, extra config overrides)
+    "pSp": ("psp_ffhq", []),
+    "e4e": ("e4e_ffhq", ["module.progressive_start=null"]),  # every delta from the start
+    "ReStyle-pSp-5": ("restyle_psp_ffhq", []),
 }
 
 
@@ -126,22 +123,22 @@ def build_module(
     enc_size: int,  # Encoder input px.
     full_size: bool | None = None,  # pSp's ID crop / pooling and 256 px losses; None: on CUDA only.
 ) -> InversionModule:
-    """The LightningModule train.py builds for ``name``: encoder + ``G``, the README ffhq_encode losses (L2 +
-    LPIPS-alex + ArcFace ID; full-size ID crop and pooling on CUDA, slimmed on CPU) and Ranger, on ``device``."""
+    """The LightningModule train.py builds for ``name``'s experiment (``inversion.training.build_module`` on the
+    composed config), with random weights instead of the weight files: encoder + ``G``, the ffhq_encode losses
+    (L2 + LPIPS-alex + ArcFace ID; full-size ID crop and pooling on CUDA, slimmed on CPU) and Ranger, on ``device``."""
     gpu = device.type == "cuda" if full_size is None else full_size
-    cls, nc, iters, module_cls, extra = METHODS[name]
-    channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
-    enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)
-    inv = Inverter(encoder=enc, generator=G, num_iters=iters, residual=iters > 1, encoder_size=enc_size)
-    losses = {
-        "l2": LossTerm(1.0, MSELoss()),
-        "lpips": LossTerm(0.8, LPIPSLoss(net="alex")),
-        "id": LossTerm(0.1, IDLoss(pool_size=112 if gpu else 32, crop=None if not gpu else (35, 223, 32, 220),
-                                   resize_to=256 if gpu else None, channels=channels)),
-    }
-    ranger = instantiate(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "optimizer" / "ranger.yaml"))
-    return module_cls(inverter=inv, losses=losses, optimizer=ranger, loss_size=256 if gpu else enc_size,
-                      image_every_n_steps=0, **extra).to(device)
+    experiment, extra = METHODS[name]
+    channels = "[" + ",".join(str(max(8, int(c * width))) for c in (64, 128, 256, 512)) + "]"
+    overrides = [
+        f"experiment={experiment}", *extra, f"encoder.net.input_size={enc_size}", f"encoder.net.channels={channels}",
+        "encoder.backbone.path=null",  # random encoder weights
+        "net@loss.lpips.module=random_lpips_alex", "net@loss.id.module=random_ir_se50",  # random loss networks
+        f"+loss.id.module.channels={channels}",
+        "module.image_every_n_steps=0", f"module.loss_size={256 if gpu else enc_size}",
+    ]
+    if not gpu:  # a small ID network: no 256 px pooling, no face crop, 32 px input
+        overrides += ["+loss.id.module.pool_size=32", "+loss.id.module.crop=null", "+loss.id.module.resize_to=null"]
+    return build_training_module(compose("train", overrides), generator=G).to(device)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -1,5 +1,6 @@
 """inversion: StyleGAN inversion encoders (pSp / e4e / ReStyle) and encoder-seeded refinement."""
 
+from .build import build_inverter
 from .checkpoints import load_inverter, save_inverter
 from .inverter import InversionResult, Inverter
 from .models import CheckpointError, Generator, demo_generator, load_generator
@@ -11,6 +12,7 @@ __all__ = [
     "Generator",
     "InversionResult",
     "Inverter",
+    "build_inverter",
     "demo_generator",
     "load_generator",
     "load_inverter",

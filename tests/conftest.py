@@ -47,3 +47,95 @@ def demo_export(demo_run) -> Path:
     """The trained demo encoder's export (fails, with train.py's stderr, if the demo run failed)."""
     assert demo_run["result"].returncode == 0, demo_run["result"].stderr[-3000:]
     return demo_run["export"]
+
+
+# ----------------------------------------------------------------------------- configs at tiny size
+TINY_CHANNELS = "[16,16,32,32]"
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory) -> dict[str, Path]:
+    """Small random files in the official layouts standing in for the weights and data of the experiments: a
+    rosinality-layout generator (32 px, num_ws 8, w_dim 16), an IR-SE50 with 16/32 channels (encoder init and ID
+    loss), a folder of 32 px-ready images and its split file."""
+    import numpy as np
+    from PIL import Image
+
+    from inversion.encoders import Backbone
+
+    from helpers import tiny_generator
+
+    root = tmp_path_factory.mktemp("tiny_files")
+    G = tiny_generator(32)
+    gen = root / "stylegan2-tiny.pt"
+    torch.save({"g_ema": {k: v for k, v in G.state_dict().items() if k != "w_avg"}, "latent_avg": G.w_avg}, gen)
+    irse = root / "model_ir_se50_tiny.pth"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(Backbone(112, 50, "ir_se", channels=(16, 16, 32, 32)).state_dict(), irse)
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    ids = [f"{i:05d}" for i in range(4)]
+    for i in ids:
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    split = root / "split.txt"
+    split.write_text("\n".join(ids) + "\n")
+    return {"generator": gen, "ir_se50": irse, "images": images, "split": split}
+
+
+def tiny_overrides(cfg, files: dict[str, Path]) -> list[str]:
+    """Overrides that shrink a composed train config to 32 px and 2 CPU steps, whatever its groups: each override
+    is chosen by what the config holds (a generator file or a seeded one, folder or generated data, ...)."""
+    from hydra.utils import get_class
+
+    out = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+           "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "module.loss_size=32",
+           "module.image_every_n_steps=0", "encoder.net.input_size=32", f"encoder.net.channels={TINY_CHANNELS}",
+           "data.batch_size=2", "data.num_workers=0", f"paths.ir_se50={files['ir_se50']}"]
+    gen = cfg.generator._target_
+    if gen.endswith("load_generator"):
+        out += [f"paths.stylegan2_ffhq={files['generator']}", "generator.img_resolution=32", "generator.num_ws=8",
+                "generator.w_dim=16"]
+    else:
+        out += ["generator.img_resolution=32", "generator.z_dim=16", "generator.w_dim=16", "generator.n_mlp=2",
+                "generator.channel_max=16"] + (["generator.device=cpu"] if "device" in cfg.generator else [])
+    if cfg.data.from_generator:
+        out += ["data.train.seeds=[0,1,2,3]", "data.val.seeds=[1000,1001]"]
+    else:
+        out += [f"paths.data_root={files['images']}", f"paths.celebahq_root={files['images']}",
+                f"data.train.ids={files['split']}", f"data.val.ids={files['split']}"]
+        for split in ("train", "val"):
+            if "min_size" in cfg.data[split]:
+                out.append(f"data.{split}.min_size=32")
+            if "transform" in cfg.data[split]:
+                out.append(f"data.{split}.transform.transforms.0.size=[32,32]")
+    if int(cfg.encoder.get("num_iters", 1)) > 1:
+        out.append("encoder.num_iters=2")
+    for name, term in (cfg.loss or {}).items():
+        target = (term.get("module") or {}).get("_target_", "")
+        if target.startswith("inversion.losses.IDLoss"):
+            out.append(f"+loss.{name}.module.channels={TINY_CHANNELS}")
+        if target.startswith("inversion.losses.LPIPSLoss"):  # random LPIPS: no trunk file
+            out.append(f"net@loss.{name}.module=random_lpips_alex")
+    if float(cfg.collaborative.weight) > 0:
+        out.append("collaborative.steps=2")
+    assert get_class(cfg.module._target_)  # the module class resolves
+    return out
+
+
+@pytest.fixture
+def train_config(tmp_path, tiny_files, monkeypatch):
+    """``train_config(experiment, *overrides)``: ``conf/train.yaml`` with that experiment, shrunk by
+    :func:`tiny_overrides` (wandb offline), writing into ``tmp_path / experiment``."""
+    from inversion.config import compose
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+    def make(experiment: str, *overrides: str):
+        base = [f"experiment={experiment}", f"output_dir={tmp_path / experiment}"]
+        cfg = compose("train", base)
+        return compose("train", [*base, *tiny_overrides(cfg, tiny_files), *overrides])
+
+    return make

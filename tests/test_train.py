@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
 sys.path.insert(0, str(REPO))
 
-import train  # noqa: E402
 from inversion import load_inverter  # noqa: E402
+from inversion.training import train as run_training  # noqa: E402
 
-TINY_BASE = ["trainer.max_steps=4", "trainer.val_check_interval=2", "data.batch_size=4", "image_every_n_steps=2",
+TINY_BASE = ["trainer.max_steps=4", "trainer.val_check_interval=2", "data.batch_size=4", "module.image_every_n_steps=2",
              "callbacks.checkpoint.every_n_train_steps=2", "generator.img_resolution=32", "encoder.net.input_size=32",
-             "loss_size=32", "trainer.log_every_n_steps=1"]
+             "module.loss_size=32", "trainer.log_every_n_steps=1"]
 TINY_RUN = [*TINY_BASE, "data.train.seeds=[0,1,2,3,4,5,6,7]", "data.val.seeds=[1000,1001]"]
 
 
@@ -76,13 +76,13 @@ def _encoder_state(module):
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, captured):
     cfg = _cfg(tmp_path / "full", *TINY_RUN)
     assert cfg.module.noise_mode == "random"  # fresh generator noise every step, seeded by the step
-    full = train.run(cfg)
+    full = run_training(cfg)
     full_state = _encoder_state(captured["module"])
     full_opt = captured["trainer"].optimizers[0].state_dict()
 
-    part = train.run(_cfg(tmp_path / "part", *TINY_RUN, "trainer.max_steps=2"))  # "killed" after step 2
+    part = run_training(_cfg(tmp_path / "part", *TINY_RUN, "trainer.max_steps=2"))  # "killed" after step 2
     assert part["global_step"] == 2
-    resumed = train.run(_cfg(tmp_path / "part", *TINY_RUN, "ckpt_path=last"))
+    resumed = run_training(_cfg(tmp_path / "part", *TINY_RUN, "ckpt_path=last"))
     assert resumed["global_step"] == 4 == full["global_step"]
     res_state = _encoder_state(captured["module"])
     for k in full_state:
@@ -95,7 +95,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, captured):
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.ckpt"):
-        train.run(_cfg(tmp_path / "nothing", *TINY_RUN, "ckpt_path=last"))
+        run_training(_cfg(tmp_path / "nothing", *TINY_RUN, "ckpt_path=last"))
 
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
@@ -139,7 +139,7 @@ def test_folder_training_skips_and_counts_corrupt_images(tmp_path):
         f"data.train.ids={split}", f"data.val.ids={split}",
                "data.num_workers=0", *tf)
     with pytest.warns(UserWarning, match="0000[45].png"):
-        summary = train.run(cfg)
+        summary = run_training(cfg)
     assert summary["global_step"] == 4
     # the corrupt file and the grayscale file are skipped (once per epoch seen) and named
     assert summary["skipped_train_images"] >= 2
@@ -151,11 +151,11 @@ def test_empty_split_or_missing_root_fails_before_training(tmp_path):
     empty.write_text("# nothing\n")
     cfg = _cfg(tmp_path / "a", *TINY_RUN, "data.train.seeds=" + str(empty))
     with pytest.raises(ValueError, match="at least one seed|empty"):
-        train.run(cfg)
+        run_training(cfg)
     cfg = _cfg(tmp_path / "b", *TINY_BASE, "data=ffhq", "loss=psp", "loss.lpips.weight=0", "loss.id.weight=0",
                f"paths.data_root={tmp_path / 'missing'}")
     with pytest.raises((FileNotFoundError, NotADirectoryError)):
-        train.run(cfg)
+        run_training(cfg)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -170,55 +170,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         return total, terms
 
     monkeypatch.setattr(InversionModule, "step_losses", poisoned)
-    summary = train.run(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=6"))
+    summary = run_training(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=6"))
     assert summary["nonfinite_steps"] >= 1 and summary["global_step"] == 2
     ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ck["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
-
-
-@pytest.mark.parametrize("experiment", ["psp_ffhq", "restyle_psp_ffhq", "e4e_ffhq", "restyle_e4e_ffhq",
-                                        "collaborative_psp_ffhq"])
-def test_paper_experiments_compose_and_train_a_few_steps(tmp_path, experiment, monkeypatch):
-    """The real experiment configs, with tiny files in the official layouts standing in for the weights."""
-    from inversion.encoders import Backbone
-
-    from helpers import tiny_generator
-
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    G = tiny_generator(32)
-    gen_path = tmp_path / "stylegan2-tiny.pt"
-    torch.save({"g_ema": {k: v for k, v in G.state_dict().items() if k != "w_avg"}, "latent_avg": G.w_avg},
-               gen_path)
-    id_path = tmp_path / "model_ir_se50_tiny.pth"
-    torch.save(Backbone(112, 50, "ir_se", channels=(16, 16, 32, 32)).state_dict(), id_path)
-    ids = _write_folder(tmp_path / "imgs", n=8)[:-2]
-    split = tmp_path / "split.txt"
-    split.write_text("\n".join(ids) + "\n")
-    shared = Path(__import__("os").environ.get("INVERSION_SHARED", REPO.parent / "shared"))
-    alex = shared / "weights" / "alexnet_features_imagenet.pth"
-    lpips = [f"paths.lpips_alex={alex}"] if alex.is_file() else ["loss.lpips.weight=0"]
-    vgg = shared / "weights" / "vgg16_features_imagenet_fp16.pth"  # the collaborative teacher's perceptual term
-    lpips += ["collaborative.steps=2", *([f"paths.vgg16={vgg}"] if vgg.is_file() else [])]
-    cfg = _cfg(
-        tmp_path / "run", f"experiment={experiment}", f"paths.stylegan2_ffhq={gen_path}",
-        "generator.img_resolution=32", "generator.num_ws=8", "generator.w_dim=16",
-        f"paths.ir_se50={id_path}", "+loss.id.module.channels=[16,16,32,32]", *lpips,
-        f"paths.data_root={tmp_path / 'imgs'}", f"paths.celebahq_root={tmp_path / 'imgs'}",
-        f"data.train.ids={split}", f"data.val.ids={split}",
-        "data.num_workers=0", "data.batch_size=2", "data.train.min_size=32", "data.val.min_size=32",
-        "data.train.transform.transforms.0.size=[32,32]", "data.val.transform.transforms.0.size=[32,32]",
-        "encoder.net.channels=[16,16,32,32]", "encoder.net.input_size=32", "loss_size=32",
-        "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.accelerator=cpu",
-        "encoder.num_iters=2" if experiment.startswith("restyle") else "encoder.num_iters=1",
-    )
-    assert cfg.optimizer.lr == 1e-4 and cfg.data.batch_size == 2 and cfg.loss.l2.weight == 1.0
-    assert cfg.loss.lpips.weight in (0.8, 0) and cfg.loss.id.weight == 0.1
-    summary = train.run(cfg)
-    assert summary["global_step"] == 2
-    assert (tmp_path / "run" / "wandb").is_dir()  # wandb ran offline and wrote its run directory
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_epoch_seeded_sampler_shards_ddp_ranks_into_the_single_process_batches(monkeypatch):
@@ -241,9 +197,10 @@ def test_epoch_seeded_sampler_shards_ddp_ranks_into_the_single_process_batches(m
         assert sorted(together) == sorted(single[2 * k * b : 2 * (k + 1) * b])
 
 
-DDP_RUN = ["trainer.max_steps=3", "trainer.val_check_interval=3", "image_every_n_steps=0",
+DDP_RUN = ["trainer.max_steps=3", "trainer.val_check_interval=3", "module.image_every_n_steps=0",
            "callbacks.checkpoint.every_n_train_steps=3", "generator.img_resolution=32", "encoder.net.input_size=32",
-           "loss_size=32", "data.train.seeds=[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]", "data.val.seeds=[1000,1001]",
+           "module.loss_size=32",
+           "data.train.seeds=[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]", "data.val.seeds=[1000,1001]",
            "trainer.limit_val_batches=1", "optimizer._target_=torch.optim.SGD", "optimizer.lr=0.01"]
 
 
@@ -259,7 +216,7 @@ def test_ddp_with_two_cpu_processes_runs_and_agrees_with_one_process(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     ddp = torch.load(tmp_path / "outputs/train/ddp/checkpoints/last.ckpt", weights_only=False)
-    single_summary = train.run(_cfg(tmp_path / "single", *DDP_RUN, "data.batch_size=8"))
+    single_summary = run_training(_cfg(tmp_path / "single", *DDP_RUN, "data.batch_size=8"))
     single = torch.load(tmp_path / "single/checkpoints/last.ckpt", weights_only=False)
     assert ddp["global_step"] == single["global_step"] == single_summary["global_step"] == 3
     cfg = _cfg(tmp_path / "init", *DDP_RUN)
@@ -314,7 +271,7 @@ def test_e4e_progressive_schedule_is_the_official_one():
 
 
 def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, captured):
-    train.run(_cfg(tmp_path / "full", *E4E_RUN))
+    run_training(_cfg(tmp_path / "full", *E4E_RUN))
     full = captured["module"]
     assert full.inverter.encoder.progressive_stage == 3  # stage at step 3 (start 1, +1 per step)
     rows = (tmp_path / "full" / "csv" / "version_0" / "metrics.csv").read_text()
@@ -326,11 +283,11 @@ def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, 
     full_enc, full_d = _encoder_state(full), {k: v.clone() for k, v in full.discriminator.state_dict().items()}
     full_opts = [o.state_dict() for o in captured["trainer"].optimizers]
 
-    train.run(_cfg(tmp_path / "part", *E4E_RUN, "trainer.max_steps=2"))
+    run_training(_cfg(tmp_path / "part", *E4E_RUN, "trainer.max_steps=2"))
     ck = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ck["e4e"]["progressive_stage"] == 2 and len(ck["optimizer_states"]) == 2
     assert any(k.startswith("discriminator.") for k in ck["state_dict"])
-    train.run(_cfg(tmp_path / "part", *E4E_RUN, "ckpt_path=last"))
+    run_training(_cfg(tmp_path / "part", *E4E_RUN, "ckpt_path=last"))
     res = captured["module"]
     assert res.global_step == 4 and res.inverter.encoder.progressive_stage == 3
     for k, v in _encoder_state(res).items():
@@ -343,7 +300,7 @@ def test_e4e_trains_d_and_resumes_with_its_stage_pools_and_optimizers(tmp_path, 
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path, captured):
-    summary = train.run(_cfg(tmp_path, *TINY_RUN, "trainer.precision=bf16-mixed"))
+    summary = run_training(_cfg(tmp_path, *TINY_RUN, "trainer.precision=bf16-mixed"))
     assert summary["global_step"] == 4 and summary["nonfinite_steps"] == 0
     assert captured["trainer"].precision == "bf16-mixed"
     assert all(torch.isfinite(p).all() for p in captured["module"].inverter.encoder.parameters())
@@ -352,7 +309,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path, captured):
 def test_collaborative_mode_trains_and_logs_its_latent_loss(tmp_path, captured):
     cfg = _cfg(tmp_path, "experiment=collaborative_demo", *TINY_RUN, "collaborative.steps=3")
     assert cfg.collaborative.weight == 1.0 and cfg.refine.space == "w+"
-    summary = train.run(cfg)
+    summary = run_training(cfg)
     assert summary["global_step"] == 4
     metrics = list((tmp_path / "csv").rglob("metrics.csv"))
     assert metrics, list(tmp_path.rglob("*"))
@@ -376,33 +333,17 @@ def test_collaborative_mode_trains_and_logs_its_latent_loss(tmp_path, captured):
 
 def test_collaborative_mode_needs_a_refiner(tmp_path):
     with pytest.raises(ValueError, match="needs a refiner"):
-        train.run(_cfg(tmp_path, *TINY_RUN, "collaborative.weight=1.0"))
-
-
-def test_selfinv_1024_experiment_composes_and_trains_at_tiny_size(tmp_path):
-    """The full-size self-inversion experiment (run on a GPU) with its sizes overridden to tiny ones on CPU: the
-    wiring (generator built by demo_generator on a device, seeds data, export reloadable on CPU) works."""
-    cfg = _cfg(tmp_path, "experiment=selfinv_1024", "generator.img_resolution=32", "generator.z_dim=16",
-               "generator.w_dim=16", "generator.n_mlp=2", "generator.channel_max=16", "generator.device=cpu",
-               "encoder.net.input_size=32", "encoder.net.channels=[16,16,32,32]", "loss_size=32",
-               "trainer.accelerator=cpu", "trainer.max_steps=2", "trainer.val_check_interval=2",
-               "trainer.limit_val_batches=1", "data.train.seeds=[0,1,2,3]", "data.val.seeds=[1000,1001]",
-               "data.batch_size=2")
-    assert cfg.name == "selfinv_1024" and cfg.generator._target_ == "inversion.models.demo_generator"
-    summary = train.run(cfg)
-    assert summary["global_step"] == 2
-    inv = load_inverter(tmp_path / "export" / "inverter.pt", device="cpu")  # the device is the loader's choice
-    assert inv.generator.img_resolution == 32 and inv.generator.w_avg.device.type == "cpu"
+        run_training(_cfg(tmp_path, *TINY_RUN, "collaborative.weight=1.0"))
 
 
 def test_fast_path_switches_train_and_keep_checkpoint_keys(tmp_path, captured):
     """fast.* reach the model (compiled in place, NHWC, unfused modconv); the run trains like the plain one and its
     checkpoints keep the plain keys, so resuming and exporting work. (aot_eager: the compile path without code
     generation, so the test stays quick; the inductor mode is the GPU benchmark's.)"""
-    plain = train.run(_cfg(tmp_path / "plain", *TINY_RUN))
+    plain = run_training(_cfg(tmp_path / "plain", *TINY_RUN))
     fast = ["fast.channels_last=true", "fast.fused_modconv=false", "fast.compile=default",
             "fast.compile_backend=aot_eager"]
-    summary = train.run(_cfg(tmp_path / "fast", *TINY_RUN, *fast, "trainer.max_steps=2"))
+    summary = run_training(_cfg(tmp_path / "fast", *TINY_RUN, *fast, "trainer.max_steps=2"))
     module = captured["module"]
     inv = module.inverter
     assert not any(m.fused for m in inv.generator.modules() if hasattr(m, "fused"))
@@ -412,7 +353,7 @@ def test_fast_path_switches_train_and_keep_checkpoint_keys(tmp_path, captured):
     ckpt = torch.load(tmp_path / "fast" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert not any("_orig_mod" in k for k in ckpt["state_dict"])
     assert summary["val_l2_start"] == pytest.approx(plain["val_l2_start"], rel=1e-4)  # same maths before training
-    resumed = train.run(_cfg(tmp_path / "fast", *TINY_RUN, *fast, "ckpt_path=last"))
+    resumed = run_training(_cfg(tmp_path / "fast", *TINY_RUN, *fast, "ckpt_path=last"))
     assert resumed["global_step"] == 4 and resumed["nonfinite_steps"] == 0
     assert resumed["val_l2_end"] == pytest.approx(plain["val_l2_end"], rel=0.05)
     load_inverter(tmp_path / "fast" / "export" / "inverter.pt")  # the export loads as a plain inverter
@@ -421,7 +362,7 @@ def test_fast_path_switches_train_and_keep_checkpoint_keys(tmp_path, captured):
 def test_training_renders_with_fresh_noise_seeded_per_step(tmp_path, captured):
     """Row 1 of #15: the official trainers render with randomize_noise=True (a fresh draw every generator forward,
     in training and validation); ours draws it from a generator seeded by (seed, stage, step), so it is reproducible."""
-    train.run(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=1"))
+    run_training(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=1"))
     module = captured["module"].eval()
     with torch.no_grad():  # the demo generator's noise strengths are 0 (StyleGAN2's init): make the noise visible
         for name, p in module.inverter.generator.named_parameters():
@@ -457,7 +398,7 @@ def test_checkpoints_keep_every_iteration_and_the_best_validation(tmp_path):
     lowest validation loss, with Lightning's ModelCheckpoint."""
     import csv
 
-    train.run(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=6"))
+    run_training(_cfg(tmp_path, *TINY_RUN, "trainer.max_steps=6"))
     ckpts = tmp_path / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["best_model.ckpt", "iteration_2.ckpt", "iteration_4.ckpt",
                                                       "iteration_6.ckpt", "last.ckpt"]
@@ -476,4 +417,4 @@ def test_the_summary_l2_reads_a_bounded_number_of_validation_batches(tmp_path):
     cfg = _cfg(tmp_path, *TINY_RUN, "trainer.max_steps=1", "data.val.seeds=[1000,1001,1002,1003,1004,1005]",
                "data.batch_size=2", "summary_val_batches=1")
     assert _cfg(tmp_path).summary_val_batches == 50
-    assert train.run(cfg)["val_l2_images"] == 2
+    assert run_training(cfg)["val_l2_images"] == 2

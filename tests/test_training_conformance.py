@@ -35,7 +35,7 @@ from helpers import tiny_generator
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import train  # noqa: E402
+from inversion.training import train as run_training  # noqa: E402
 from inversion.training.module import step_noise_seed  # noqa: E402
 
 SEED = 0
@@ -266,7 +266,8 @@ def _experiment_files(tmp_path: Path) -> list[str]:
         f"data.train.ids={split}", f"data.val.ids={split}", "data.num_workers=0", "data.batch_size=2",
         "data.train.min_size=32", "data.val.min_size=32", f"data.train.transform.transforms.0.size=[{SIZE},{SIZE}]",
         f"data.val.transform.transforms.0.size=[{SIZE},{SIZE}]", "encoder.net.channels=[16,16,32,32]",
-        f"encoder.net.input_size={SIZE}", f"loss_size={SIZE}", "trainer.max_steps=2", "trainer.limit_val_batches=0",
+        f"encoder.net.input_size={SIZE}", f"module.loss_size={SIZE}", "trainer.max_steps=2",
+        "trainer.limit_val_batches=0",
         "trainer.accelerator=cpu", "trainer.precision=64-true", "logger=csv", "trainer.log_every_n_steps=1",
         f"seed={SEED}",
     ]
@@ -320,7 +321,7 @@ def _run_and_record(tmp_path: Path, experiment: str, extra: list[str], monkeypat
 
     monkeypatch.setattr(pl.Trainer, "fit", fit)
     cfg = _cfg(tmp_path / "run", f"experiment={experiment}", *_experiment_files(tmp_path), *extra)
-    train.run(cfg)
+    run_training(cfg)
     rec["cfg"] = cfg
     return rec
 

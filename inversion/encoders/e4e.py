@@ -15,12 +15,10 @@ The delta of layer ``i`` is ``ws[:, i] - ws[:, 0]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from .irse import IRSE_CHANNELS
 from .psp import GradualStyleEncoder, upsample_add
 
 __all__ = ["Encoder4Editing", "ProgressiveStageMixin"]
@@ -34,6 +32,15 @@ class ProgressiveStageMixin:
 
     num_ws: int
     _progressive_stage: int
+
+    def __init__(
+        self,
+        *args: Any,  # The encoder's own arguments (num_ws, w_dim, in_channels, input_size, ...).
+        progressive_stage: int | None = None,  # Initial stage in [0, num_ws]; None = num_ws (Inference).
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.progressive_stage = self.num_ws if progressive_stage is None else progressive_stage
 
     @property
     def progressive_stage(self) -> int:
@@ -61,28 +68,6 @@ class Encoder4Editing(ProgressiveStageMixin, GradualStyleEncoder):
 
     With defaults this is the official 18-style FFHQ encoder (267,136,704 parameters, same as pSp's).
     """
-
-    def __init__(
-        self,
-        num_ws: int = 18,  # Number of styles (2 * log2(generator resolution) - 2).
-        w_dim: int = 512,  # Style (W) dimensionality.
-        in_channels: int = 3,  # Input image channels.
-        input_size: int = 256,  # Input resolution (square, power of two >= 16).
-        num_layers: int = 50,  # IR-SE depth: 50, 100 or 152 (e4e uses 50).
-        mode: str = "ir_se",  # "ir_se" (e4e) or "ir".
-        channels: Sequence[int] = IRSE_CHANNELS,  # Backbone stage widths; the pyramid width is channels[3].
-        progressive_stage: int | None = None,  # Initial stage in [0, num_ws]; None = num_ws (Inference).
-    ):
-        super().__init__(
-            num_ws=num_ws,
-            w_dim=w_dim,
-            in_channels=in_channels,
-            input_size=input_size,
-            num_layers=num_layers,
-            mode=mode,
-            channels=channels,
-        )
-        self.progressive_stage = num_ws if progressive_stage is None else progressive_stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

@@ -96,28 +96,6 @@ class ProgressiveBackboneEncoder(ProgressiveStageMixin, BackboneEncoder):
     ``progressive_stage`` (ReStyle's ``restyle_e4e_encoders.ProgressiveBackboneEncoder``).
     """
 
-    def __init__(
-        self,
-        num_ws: int = 18,  # Number of styles.
-        w_dim: int = 512,  # Style (W) dimensionality.
-        in_channels: int = 6,  # Input channels: image + current reconstruction.
-        input_size: int = 256,  # Input resolution (square, power of two >= 16).
-        num_layers: int = 50,  # IR-SE depth: 50, 100 or 152.
-        mode: str = "ir_se",  # "ir_se" or "ir".
-        channels: Sequence[int] = IRSE_CHANNELS,  # Backbone stage widths.
-        progressive_stage: int | None = None,  # Initial stage in [0, num_ws]; None = num_ws (Inference).
-    ):
-        super().__init__(
-            num_ws=num_ws,
-            w_dim=w_dim,
-            in_channels=in_channels,
-            input_size=input_size,
-            num_layers=num_layers,
-            mode=mode,
-            channels=channels,
-        )
-        self.progressive_stage = num_ws if progressive_stage is None else progressive_stage
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._check_output(_progressive_ws(self, self.styles, self.features(x)), x)
 
@@ -191,20 +169,6 @@ class ResNetProgressiveBackboneEncoder(ProgressiveStageMixin, ResNetBackboneEnco
     """ReStyle-e4e ResNet-34 encoder: base ``w`` from ``styles.0`` plus per-layer deltas up to
     ``progressive_stage`` (ReStyle's ``restyle_e4e_encoders.ResNetProgressiveBackboneEncoder``).
     """
-
-    def __init__(
-        self,
-        num_ws: int = 18,  # Number of styles.
-        w_dim: int = 512,  # Style (W) dimensionality.
-        in_channels: int = 6,  # Input channels: image + current reconstruction.
-        input_size: int = 256,  # Input resolution (square, power of two >= 16).
-        channels: Sequence[int] = RESNET34_CHANNELS,  # Widths of ResNet layer1..layer4.
-        progressive_stage: int | None = None,  # Initial stage in [0, num_ws]; None = num_ws (Inference).
-    ):
-        super().__init__(
-            num_ws=num_ws, w_dim=w_dim, in_channels=in_channels, input_size=input_size, channels=channels
-        )
-        self.progressive_stage = num_ws if progressive_stage is None else progressive_stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._check_output(_progressive_ws(self, self.styles, self.features(x)), x)
