@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,9 +27,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     device_name,
     fast_gpu_defaults,
     frozen_generator,
@@ -39,11 +36,11 @@ from benchmarks.common import (  # noqa: E402
     save_results,
     sync,
 )
-from inversion import encoders as E  # noqa: E402
-from inversion.inverter import AUTOCAST_DTYPES, Inverter  # noqa: E402
-from inversion.losses import IDLoss, LPIPSLoss, MSELoss  # noqa: E402
-from inversion.models import Generator  # noqa: E402
-from inversion.training import E4EModule, InversionModule, LossTerm  # noqa: E402
+from inversion import encoders as E
+from inversion.inverter import AUTOCAST_DTYPES, Inverter
+from inversion.losses import IDLoss, LPIPSLoss, MSELoss
+from inversion.models import Generator
+from inversion.training import E4EModule, InversionModule, LossTerm
 
 METHODS = {  # name: (encoder class, input channels, ReStyle steps, LightningModule class and its extra arguments)
     "pSp": (E.GradualStyleEncoder, 3, 1, InversionModule, {}),

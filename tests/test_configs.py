@@ -58,7 +58,6 @@ def test_sample_cli_writes_a_grid(tmp_path):
 
 
 def test_generator_benchmark_runs_on_cpu_at_small_size():
-    sys.path.insert(0, str(REPO))
     from benchmarks import generator as bench
 
     rows = bench.main(["--device", "cpu", "--resolution", "32", "--batch-sizes", "1", "--repeats", "1",
