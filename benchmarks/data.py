@@ -7,7 +7,7 @@ Two loaders over the same images, batch 8, ``--workers`` processes, after one wa
 
 * ``on the fly``: ``ImageIdDataset`` + ``conf/data/ffhq.yaml``'s train transforms (PNG/JPEG decode, Resize 256,
   flip, ToTensor, Normalize) -- what ``data=ffhq`` does;
-* ``prepared``: ``PreparedDataset`` over ``python -m inversion.data.prepare``'s copy (uint8 rows, flip) -- what
+* ``prepared``: ``PreparedDataset`` over ``python -m inversion prepare``'s copy (uint8 rows, flip) -- what
   ``data=ffhq_prepared`` does. The one-time preparation is timed too.
 
 Synthetic images are smooth random fields (bicubic-upsampled noise, so PNG compression is closer to photos than
