@@ -1,8 +1,8 @@
 """Where a training step's time goes: each part timed alone, then torch.profiler's operators by kind.
 
-    python benchmarks/breakdown.py                       # CUDA: 1024 px generator, batch 8, full-size nets
-    python benchmarks/breakdown.py --method ReStyle-pSp-5 --autocast bfloat16 --unfused-modconv
-    python benchmarks/breakdown.py --device cpu          # slimmed models at 64 px (so it never rots)
+    python -m benchmarks.breakdown                       # CUDA: 1024 px generator, batch 8, full-size nets
+    python -m benchmarks.breakdown --method ReStyle-pSp-5 --autocast bfloat16 --unfused-modconv
+    python -m benchmarks.breakdown --device cpu          # slimmed models at 64 px (so it never rots)
 
 The step is train_step.py's (the module train.py builds: encoder + frozen generator, L2 + LPIPS-alex + ArcFace ID,
 Ranger), run without Lightning. Part 1 times, alone (warm-up, device synchronised, median of repeats): the encoder
@@ -21,19 +21,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import device_name, frozen_generator, save_results, sync, time_fn  # noqa: E402
-from benchmarks.train_step import add_step_arguments, build_module, fast_path_label, step_sizes  # noqa: E402
-from inversion.imageio import resize_images  # noqa: E402
-from inversion.inverter import AUTOCAST_DTYPES  # noqa: E402
+from benchmarks.common import device_name, frozen_generator, save_results, sync, time_fn
+from benchmarks.train_step import add_step_arguments, build_module, fast_path_label, step_sizes
+from inversion.imageio import resize_images
+from inversion.inverter import AUTOCAST_DTYPES
 
 METHODS = ("pSp", "ReStyle-pSp-5")  # InversionModule steps (e4e's adds a discriminator step Lightning runs)
 PHASES = ("forward", "backward", "optimizer")

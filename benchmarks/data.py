@@ -1,13 +1,13 @@
 """Data-loader throughput alone: decoding + pSp transforms on the fly vs a prepared copy (images/s).
 
-    python benchmarks/data.py                                   # 64 synthetic 1024 px PNGs in a temp folder
-    python benchmarks/data.py --root /data/ffhq --split ffhq_val --limit 512 --workers 8
+    python -m benchmarks.data                                   # 64 synthetic 1024 px PNGs in a temp folder
+    python -m benchmarks.data --root /data/ffhq --split ffhq_val --limit 512 --workers 8
 
 Two loaders over the same images, batch 8, ``--workers`` processes, after one warm-up pass:
 
 * ``on the fly``: ``ImageIdDataset`` + ``conf/data/ffhq.yaml``'s train transforms (PNG/JPEG decode, Resize 256,
   flip, ToTensor, Normalize) -- what ``data=ffhq`` does;
-* ``prepared``: ``PreparedDataset`` over ``python -m inversion.data.prepare``'s copy (uint8 rows, flip) -- what
+* ``prepared``: ``PreparedDataset`` over ``python -m inversion prepare``'s copy (uint8 rows, flip) -- what
   ``data=ffhq_prepared`` does. The one-time preparation is timed too.
 
 Synthetic images are smooth random fields (bicubic-upsampled noise, so PNG compression is closer to photos than
@@ -17,7 +17,6 @@ white noise). Writes benchmarks/results/data-<device>.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,18 +25,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import save_results  # noqa: E402
-from inversion.data import ImageIdDataset, PreparedDataset, collate_skip_none, prepare_dataset  # noqa: E402
+from benchmarks.common import save_results
+from inversion.data import ImageIdDataset, PreparedDataset, collate_skip_none, prepare_dataset
 
 
 def _pixel_transform(size: int):
     """conf/data/ffhq.yaml's training transforms (what data=ffhq runs), at ``size`` px."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "ffhq.yaml").train.transform
+    from inversion.config import compose
+
+    cfg = compose("train", ["data=ffhq"]).data.train.transform
     cfg.transforms[0].size = [size, size]
     return instantiate(cfg)
 

@@ -1,7 +1,7 @@
 """Generator forward and forward+backward-to-ws time (random config-f weights).
 
-    python benchmarks/generator.py                      # 1024 px on CUDA, 64 px on CPU
-    python benchmarks/generator.py --resolution 1024 --batch-sizes 1 8 --repeats 20
+    python -m benchmarks.generator                      # 1024 px on CUDA, 64 px on CPU
+    python -m benchmarks.generator --resolution 1024 --batch-sizes 1 8 --repeats 20
 
 Prints ms per batch and per image and writes benchmarks/results/generator-<device>.json.
 Not a test: timings depend on the machine. The plain fp32 path is what is timed.
@@ -10,14 +10,10 @@ Not a test: timings depend on the machine. The plain fp32 path is what is timed.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     device_name,
     fast_gpu_defaults,
     frozen_generator,
@@ -27,7 +23,7 @@ from benchmarks.common import (  # noqa: E402
     save_results,
     time_fn,
 )
-from inversion.inverter import AUTOCAST_DTYPES  # noqa: E402
+from inversion.inverter import AUTOCAST_DTYPES
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -62,15 +62,15 @@ part() {  # part NAME SECONDS: run one part under a time limit; a part cut short
   echo "== part $name (limit $2 s) ==" >&2
   case "$name" in
     table)
-      lim python3 benchmarks/run.py "${quick[@]}" 2>&1 | tee "$out/table.log" || rc=$? ;;
+      lim python3 -m benchmarks.run "${quick[@]}" 2>&1 | tee "$out/table.log" || rc=$? ;;
     breakdown)
       local args=()
       [ ${#quick[@]} -gt 0 ] && args=(--repeats 2 --warmup 1 --profile-steps 1)
-      { lim python3 benchmarks/breakdown.py "${args[@]}" && \
-          lim python3 benchmarks/breakdown.py "${args[@]}" --method ReStyle-pSp-5; } 2>&1 \
+      { lim python3 -m benchmarks.breakdown "${args[@]}" && \
+          lim python3 -m benchmarks.breakdown "${args[@]}" --method ReStyle-pSp-5; } 2>&1 \
         | tee "$out/breakdown.log" || rc=$? ;;
     sweep)
-      lim python3 benchmarks/run.py --sweep "${quick[@]}" 2>&1 | tee "$out/sweep.log" || rc=$? ;;
+      lim python3 -m benchmarks.run --sweep "${quick[@]}" 2>&1 | tee "$out/sweep.log" || rc=$? ;;
     selfinv)
       local vgg="${VGG16:-}" steps=500 refine_steps=200
       [ -z "$vgg" ] && [ -f .device_kit/weights/vgg16_features_imagenet_fp16.pth ] \

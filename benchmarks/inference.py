@@ -1,7 +1,7 @@
 """Inversion latency: ms per image for pSp, e4e and ReStyle-5 (random weights, full-size encoders).
 
-    python benchmarks/inference.py                          # 1024 px generator on CUDA, small on CPU
-    python benchmarks/inference.py --batch-sizes 1 32 --resolution 1024
+    python -m benchmarks.inference                          # 1024 px generator on CUDA, small on CPU
+    python -m benchmarks.inference --batch-sizes 1 32 --resolution 1024
 
 Times ``Inverter.invert`` (encoder + generator, plain fp32) with warm-up, device synchronisation and the
 median of repeats; writes benchmarks/results/inference-<device>.json.
@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     device_name,
     fast_gpu_defaults,
     frozen_generator,
@@ -28,8 +24,8 @@ from benchmarks.common import (  # noqa: E402
     save_results,
     time_fn,
 )
-from inversion import encoders as E  # noqa: E402
-from inversion.inverter import Inverter  # noqa: E402
+from inversion import encoders as E
+from inversion.inverter import Inverter
 
 METHODS = {
     "pSp": (E.GradualStyleEncoder, 3, 1),

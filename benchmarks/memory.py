@@ -26,19 +26,15 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import threading
 import warnings
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import device_name, frozen_generator, save_results, sync  # noqa: E402
-from benchmarks.train_step import (  # noqa: E402
+from benchmarks.common import device_name, frozen_generator, save_results, sync
+from benchmarks.train_step import (
     METHODS,
     RandomImages,
     add_step_arguments,

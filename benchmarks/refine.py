@@ -1,7 +1,7 @@
 """Per-image optimization refinement speed (random config-f weights): steps/s and ms per image-step.
 
-    python benchmarks/refine.py                          # 1024 px, batches 1 and 32 on CUDA; 64 px, 1 and 4 on CPU
-    python benchmarks/refine.py --space w+noise --lpips-weights vgg16_features.pth --loss-size 256
+    python -m benchmarks.refine                          # 1024 px, batches 1 and 32 on CUDA; 64 px, 1 and 4 on CPU
+    python -m benchmarks.refine --space w+noise --lpips-weights vgg16_features.pth --loss-size 256
 
 Each timed call is ``refine(G, target, num_steps=--steps)`` (a full optimization: forward, backward, Adam step
 and bookkeeping). Prints steps/s, ms per step and ms per image-step, and writes
@@ -11,14 +11,10 @@ benchmarks/results/refine-<device>.json. Not a test: timings depend on the machi
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     device_name,
     fast_gpu_defaults,
     frozen_generator,
@@ -27,8 +23,8 @@ from benchmarks.common import (  # noqa: E402
     save_results,
     time_fn,
 )
-from inversion.losses import LPIPSLoss, MSELoss  # noqa: E402
-from inversion.refine import refine  # noqa: E402
+from inversion.losses import LPIPSLoss, MSELoss
+from inversion.refine import refine
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -1,8 +1,8 @@
 """Two numbers first: the arithmetic and the memory traffic of each part of a training step and of inference,
 counted (not timed) at full size on the meta device, and the time floors they imply on a GPU.
 
-    python benchmarks/roofline.py                        # 1024 px config-f, IR-SE50 encoders at 256 px, batch 8
-    python benchmarks/roofline.py --peak-tflops 495 --bandwidth-tbs 3.35   # other ceilings (H100 datasheet)
+    python -m benchmarks.roofline                        # 1024 px config-f, IR-SE50 encoders at 256 px, batch 8
+    python -m benchmarks.roofline --peak-tflops 495 --bandwidth-tbs 3.35   # other ceilings (H100 datasheet)
 
 Nothing is computed: the models (random weights, the modules benchmarks/train_step.py builds) run on
 ``torch.device("meta")``, where every operator only produces shapes, so this takes seconds on any machine and
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,11 +35,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.breakdown import KINDS, op_kind, step_parts  # noqa: E402
-from benchmarks.common import frozen_generator  # noqa: E402
-from benchmarks.train_step import build_module  # noqa: E402
+from benchmarks.breakdown import KINDS, op_kind, step_parts
+from benchmarks.common import frozen_generator
+from benchmarks.train_step import build_module
 
 FUSABLE = ("elementwise / other", "reduction", "copy / layout")
 NO_TRAFFIC = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh", "detach",

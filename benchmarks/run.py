@@ -1,8 +1,8 @@
 """One entry point for the performance table: training steps, inference latency, W+ optimization and the data
 loader, beside the official pSp / e4e / ReStyle figures and the targets of the performance issue.
 
-    python benchmarks/run.py                 # CUDA: full-size models, 1024 px, random weights; CPU: small sizes
-    python benchmarks/run.py --quick         # fewer repeats (smoke test)
+    python -m benchmarks.run                 # CUDA: full-size models, 1024 px, random weights; CPU: small sizes
+    python -m benchmarks.run --quick         # fewer repeats (smoke test)
 
 Parts (each also runs alone): ``train_step.py`` (pSp, e4e, ReStyle-pSp-5 through Lightning, as train.py; batch
 8), ``inference.py`` (batch 1
@@ -15,19 +15,16 @@ comparable only with a full-size CUDA run. Writes ``benchmarks/results/<device>.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import data as data_bench  # noqa: E402
-from benchmarks import inference as inference_bench  # noqa: E402
-from benchmarks import refine as refine_bench  # noqa: E402
-from benchmarks import train_step as train_bench  # noqa: E402
-from benchmarks.common import device_name, write_results  # noqa: E402
+from benchmarks import data as data_bench
+from benchmarks import inference as inference_bench
+from benchmarks import refine as refine_bench
+from benchmarks import train_step as train_bench
+from benchmarks.common import device_name, write_results
 
 # (what, unit, official H100 figure, target): from the performance issue
 ANCHORS = {

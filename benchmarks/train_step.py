@@ -1,13 +1,14 @@
 """Training-step throughput: images/s and peak memory of the pSp, e4e and ReStyle-pSp steps train.py runs.
 
-    python benchmarks/train_step.py                 # 1024 px generator, batch 8, full-size nets on CUDA
-    python benchmarks/train_step.py --device cpu    # slimmed models at 64 px so it runs anywhere
-    python benchmarks/train_step.py --autocast bfloat16 --channels-last    # a fast path, with its guard
+    python -m benchmarks.train_step                 # 1024 px generator, batch 8, full-size nets on CUDA
+    python -m benchmarks.train_step --device cpu    # slimmed models at 64 px so it runs anywhere
+    python -m benchmarks.train_step --autocast bfloat16 --channels-last    # a fast path, with its guard
 
 Each method is trained by a real Lightning ``Trainer`` for warm-up + repeats steps on random images (random
 weights everywhere), and a callback times every training step (device synchronised); the median step after
 warm-up is reported (and the mean: e4e's R1 penalty runs every 16th step). One step = what train.py does:
-inversion (encoder + frozen generator; ReStyle: 5 steps, no gradient across steps) + the README ffhq_encode
+the experiment (conf/experiment/{psp,e4e,restyle_psp}_ffhq, composed like train.py; random weights): inversion
+(encoder + frozen generator; ReStyle: 5 steps, no gradient across steps) + the ffhq_encode
 losses (L2 + LPIPS-alex + ArcFace ID) + backward to the encoder + Ranger (conf/optimizer/ranger.yaml, as the
 official code); e4e (``E4EModule``, all deltas) adds
 its latent discriminator step, R1 every 16 steps, the adversarial term and delta regularisation. ``--autocast``
@@ -18,17 +19,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     device_name,
     fast_gpu_defaults,
     frozen_generator,
@@ -37,11 +34,11 @@ from benchmarks.common import (  # noqa: E402
     save_results,
     sync,
 )
-from inversion.config import compose  # noqa: E402
-from inversion.inverter import AUTOCAST_DTYPES  # noqa: E402
-from inversion.models import Generator  # noqa: E402
-from inversion.training import InversionModule  # noqa: E402
-from inversion.training import build_module as build_training_module  # noqa: E402
+from inversion.config import compose
+from inversion.inverter import AUTOCAST_DTYPES
+from inversion.models import Generator
+from inversion.training import InversionModule
+from inversion.training import build_module as build_training_module
 
 METHODS = {  # name: (the conf/experiment it times, extra config overrides)
     "pSp": ("psp_ffhq", []),

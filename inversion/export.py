@@ -1,6 +1,6 @@
 """Export one of our trained encoders as an official pSp / e4e / ReStyle checkpoint.
 
-``python -m inversion.export --to official CKPT OUT.pt`` writes (atomically) the layout that the official repositories'
+``python -m inversion export --to official CKPT OUT.pt`` writes (atomically) the layout that the official repositories'
 training coaches save and their inference / editing code reads::
 
     {'state_dict': {'encoder.<key>': ..., 'decoder.<rosinality Generator key>': ...},
@@ -35,9 +35,7 @@ of the unused delta heads, so both compute the same ``ws``.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +57,7 @@ __all__ = [
     "OFFICIAL_FAMILIES",
     "export_official",
     "load_for_export",
-    "main",
+    "official_family",
     "official_compatibility",
     "official_encoder_type",
 ]
@@ -163,6 +161,11 @@ _FAMILY_OF = {  # official encoder_type -> family
     "ResNetProgressiveBackboneEncoder": "ReStyle-e4e",
 }
 assert set(_FAMILY_OF) == set(OFFICIAL_ENCODERS)
+
+
+def official_family(encoder: nn.Module) -> OfficialFamily:
+    """The official model family (pSp, e4e, ReStyle pSp / e4e) that rebuilds one of our encoders."""
+    return OFFICIAL_FAMILIES[_FAMILY_OF[official_encoder_type(encoder)]]
 
 
 def official_encoder_type(encoder: nn.Module) -> str:
@@ -435,45 +438,7 @@ def load_for_export(
     return inverter, info
 
 
-# --------------------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m inversion.export",
-        description="Export a trained encoder in another checkpoint layout. --to official: the pSp / e4e / ReStyle "
-                    "layout ({'state_dict': encoder.* + decoder.*, 'opts', 'latent_avg'}) that the official "
-                    "inference and editing scripts read.",
-    )
-    p.add_argument("--to", required=True, choices=["official"], help="target layout")
-    p.add_argument("checkpoint", type=Path, help=f"what to export: {ACCEPTED}")
-    p.add_argument("output", type=Path, help="output file (.pt), written atomically")
-    p.add_argument("--generator", type=Path, default=None,
-                   help="the generator file, if it moved since training (our exports reference it by path)")
-    p.add_argument("--settings", type=Path, default=None,
-                   help="for a Lightning .ckpt: the run's export/inverter.pt (default: ../export/inverter.pt)")
-    p.add_argument("--dataset-type", default="ffhq_encode",
-                   help="opts.dataset_type, a key of the official data_configs (e.g. cars_encode); default %(default)s")
-    p.add_argument("--allow-nonstandard", action="store_true",
-                   help="write even if the official classes cannot rebuild the model's shapes (e.g. the small demo)")
-    return p
+if __name__ == "__main__":  # deprecated spelling of: python -m inversion export
+    from inversion.cli import deprecated_alias
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        inverter, info = load_for_export(args.checkpoint, generator_path=args.generator, settings=args.settings)
-        out = export_official(inverter, args.output, dataset_type=args.dataset_type,
-                              stylegan_weights=info.get("stylegan_weights"), exp_dir=info.get("exp_dir"),
-                              source=str(args.checkpoint), allow_nonstandard=args.allow_nonstandard)
-    except (FileNotFoundError, CheckpointError, ValueError) as err:
-        print(f"inversion.export: error: {err}", file=sys.stderr)
-        return 2
-    enc_type = official_encoder_type(inverter.encoder)
-    family = OFFICIAL_FAMILIES[_FAMILY_OF[enc_type]]
-    G = inverter.generator
-    print(f"wrote {out}: {family.name} checkpoint (encoder_type={enc_type}, output_size={G.img_resolution}, "
-          f"{G.num_ws} styles) for {family.repository} ({family.model})", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(deprecated_alias("export", "inversion.export"))

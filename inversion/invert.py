@@ -1,4 +1,4 @@
-"""Invert your own photos: ``python -m inversion.invert --checkpoint CKPT --input DIR_OR_FILES --output DIR``.
+"""Invert your own photos: ``python -m inversion invert --checkpoint CKPT --input DIR_OR_FILES --output DIR``.
 
 For every readable image (optionally FFHQ-aligned first, with ``--align``): the inverter's latents (and, with
 ``--refine``, per-image refined latents seeded by the encoder) and reconstructions. Written to ``--output``:
@@ -21,7 +21,6 @@ The same as a function: :func:`invert_images`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -34,12 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoints import load_inverter
 from .imageio import RESIZE_MODES, atomic_save, atomic_write_json, from_pil, read_rgb, resize_images, stack_rows, to_pil
-from .inverter import AUTOCAST_DTYPES, Inverter
-from .models import CheckpointError
+from .inverter import Inverter
 
-__all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config", "main"]
+__all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -250,75 +247,7 @@ def _write_summary(out: Path, summary: InvertSummary, finished: bool) -> None:
     atomic_write_json(out / "summary.json", {**summary.as_dict(), "finished": finished})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m inversion.invert", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="official pSp/e4e/ReStyle .pt or one of our exports")
-    p.add_argument("--generator-path", default=None, help="our exports: where the referenced generator is now")
-    p.add_argument("--input", nargs="+", required=True, help="image files and/or folders of images")
-    p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--align", action=argparse.BooleanOptionalAction, default=False,
-                   help="FFHQ-align faces first (MTCNN 5-point landmarks; weights ship with facenet-pytorch)")
-    p.add_argument("--align-size", type=int, default=None, help="aligned crop size (default: the encoder size)")
-    p.add_argument("--select", choices=("largest", "most_confident"), default="largest",
-                   help="which face to keep when several are found")
-    p.add_argument("--refine", default=None, help="refine config: none, image2stylegan, projector, noise, or a YAML")
-    p.add_argument("--refine-steps", type=int, default=None, help="override the refine config's num_steps")
-    p.add_argument("--refine-set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="refine config overrides, e.g. paths.vgg16=/w/vgg16.pth lr=0.05")
-    p.add_argument("--refine-size", type=int, default=256, help="refinement compares images at this size")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-iters", type=int, default=None, help="ReStyle steps (default: the checkpoint's)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
-                   help="encoder + generator dtype (bfloat16: GPU; refinement always runs in float32)")
-    p.add_argument("--autocast", choices=sorted(AUTOCAST_DTYPES), default=None,
-                   help="fast path: run the inverter under torch.autocast (weights stay float32)")
-    p.add_argument("--channels-last", action="store_true", help="fast path: encoder in channels_last memory format")
-    p.add_argument("--compile", default=None, metavar="MODE",
-                   help="fast path: torch.compile the encoder and generator (default, reduce-overhead, max-autotune)")
-    p.add_argument("--input-resize-mode", choices=RESIZE_MODES, default="bilinear_antialias")
-    p.add_argument("--grid-images", type=int, default=16)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    return p
+if __name__ == "__main__":  # deprecated spelling of: python -m inversion invert
+    from inversion.cli import deprecated_alias
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: CUDA is not available; use --device cpu")
-        dtype = DTYPES[args.dtype]
-        if dtype != torch.float32 and args.refine not in (None, "none"):
-            # refinement optimises in float32: the generator must be float32 too
-            raise ValueError("--refine needs --dtype float32 (refinement optimises latents in float32)")
-        inverter = load_inverter(args.checkpoint, device=device, dtype=dtype if dtype != torch.float32 else None,
-                                 generator_path=args.generator_path)
-        inverter.set_fast_path(autocast=args.autocast, channels_last=args.channels_last, compile=args.compile)
-        refiner = None
-        if args.refine not in (None, "none"):
-            from .refine import build_refiner
-
-            overrides = list(args.refine_set) + ([f"num_steps={args.refine_steps}"] if args.refine_steps else [])
-            refiner = build_refiner(load_refine_config(args.refine, overrides), device=device)
-        aligner = None
-        if args.align:
-            from .align import FaceAligner
-
-            aligner = FaceAligner(output_size=args.align_size or max(inverter.encoder_size, 256),
-                                  select=args.select, device=device)
-    except (FileNotFoundError, CheckpointError, ValueError) as err:
-        print(f"inversion.invert: error: {err}", file=sys.stderr)
-        return 2
-    summary = invert_images(
-        inverter, args.input, args.output, aligner=aligner, refiner=refiner, refine_size=args.refine_size,
-        batch_size=args.batch_size, num_iters=args.num_iters, input_resize_mode=args.input_resize_mode,
-        grid_images=args.grid_images, checkpoint=str(args.checkpoint), progress=args.progress)
-    n, k = len(summary.processed), len(summary.skipped)
-    print(f"inverted {n} image(s), skipped {k}; outputs in {args.output}", file=sys.stderr)
-    return 0 if n else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(deprecated_alias("invert", "inversion.invert"))

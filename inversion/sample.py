@@ -1,18 +1,18 @@
-"""Sample a grid of images from a configured generator: ``python -m inversion.sample generator=demo``."""
+"""Sample a grid of images from a generator: ``python -m inversion sample generator=demo num_images=16``.
+
+The command line (:mod:`inversion.cli.sample`) composes ``conf/sample.yaml`` with ``key=value`` overrides through
+:func:`inversion.config.compose`; the functions here take a ready generator.
+"""
 
 from __future__ import annotations
 
-import logging
+import os
 from pathlib import Path
 
-import hydra
 import torch
 import torchvision
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+__all__ = ["sample_grid", "save_samples"]
 
 
 def sample_grid(
@@ -30,14 +30,25 @@ def sample_grid(
         return G.synthesis(ws, noise_mode=noise_mode).clamp(-1, 1)
 
 
-@hydra.main(version_base="1.3", config_path=CONF, config_name="sample")
-def main(cfg: DictConfig) -> None:
-    G = instantiate(cfg.generator).to(cfg.device)
-    imgs = sample_grid(G, cfg.num_images, cfg.seed, cfg.truncation_psi, cfg.noise_mode)
-    out = Path(cfg.out).resolve()
-    torchvision.utils.save_image(imgs * 0.5 + 0.5, out, nrow=int(cfg.num_images**0.5 + 0.999))
-    log.info("wrote %d samples (%d px, num_ws=%d) to %s", cfg.num_images, G.img_resolution, G.num_ws, out)
+def save_samples(
+    G: torch.nn.Module,
+    out: str | os.PathLike,  # Image file (format from the suffix); parent folders are created.
+    num_images: int = 16,
+    seed: int = 0,
+    truncation_psi: float = 1.0,
+    noise_mode: str = "const",
+) -> Path:
+    """:func:`sample_grid` written as one square-ish grid (``ceil(sqrt(num_images))`` per row); returns the path."""
+    if num_images < 1:
+        raise ValueError(f"num_images={num_images}: need at least one image")
+    imgs = sample_grid(G, num_images, seed, truncation_psi, noise_mode)
+    path = Path(out).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torchvision.utils.save_image(imgs * 0.5 + 0.5, path, nrow=int(num_images**0.5 + 0.999))
+    return path
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # deprecated spelling of: python -m inversion sample
+    from inversion.cli import deprecated_alias
+
+    raise SystemExit(deprecated_alias("sample", "inversion.sample"))

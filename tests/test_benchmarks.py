@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_run_py_prints_the_table_and_writes_the_device_json_on_cpu(capsys):
-    sys.path.insert(0, str(REPO))
     from benchmarks import run
 
     results = run.main(["--device", "cpu", "--quick", "--parts", "infer", "refine", "data"])
@@ -26,7 +24,6 @@ def test_run_py_prints_the_table_and_writes_the_device_json_on_cpu(capsys):
 
 
 def test_fast_path_sweep_reports_each_setting_with_its_guard(monkeypatch, capsys):
-    sys.path.insert(0, str(REPO))
     from benchmarks import inference, run, train_step
 
     monkeypatch.setattr(run, "SWEEP", [run.SWEEP[0], run.SWEEP[3]])  # fp32, bf16 + channels_last
@@ -42,7 +39,6 @@ def test_fast_path_sweep_reports_each_setting_with_its_guard(monkeypatch, capsys
 
 
 def test_op_kind_separates_the_generator_fir_from_other_convolutions():
-    sys.path.insert(0, str(REPO))
     from benchmarks.breakdown import KINDS, op_kind
 
     assert op_kind("aten::cudnn_convolution", [[8, 512, 9, 9], [512, 1, 4, 4], []]) == KINDS[1]  # FIR blur
@@ -54,7 +50,6 @@ def test_op_kind_separates_the_generator_fir_from_other_convolutions():
 
 
 def test_breakdown_times_each_part_and_sums_profiled_time_by_kind_and_phase(capsys):
-    sys.path.insert(0, str(REPO))
     from benchmarks import breakdown
 
     r = breakdown.main(["--device", "cpu", "--resolution", "32", "--repeats", "1", "--warmup", "0", "--top", "5"])
@@ -96,7 +91,6 @@ def test_roofline_counts_the_official_generator_arithmetic_on_the_meta_device():
     Counting needs no computation: the models run on the meta device."""
     import torch
 
-    sys.path.insert(0, str(REPO))
     from benchmarks.common import frozen_generator
     from benchmarks.roofline import FUSABLE, TrafficCounter, conv_flop
 
@@ -120,7 +114,6 @@ def test_roofline_counts_the_official_generator_arithmetic_on_the_meta_device():
 
 
 def test_roofline_runs_small_and_writes_its_totals(tmp_path, capsys):
-    sys.path.insert(0, str(REPO))
     from benchmarks import roofline
 
     r = roofline.main(["--resolution", "64", "--batch", "2", "--encoder-size", "64", "--width", "0.125",

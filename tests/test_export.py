@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from inversion import Inverter, load_inverter, save_inverter
+from inversion.cli.export import main
 from inversion.encoders import (
     BackboneEncoder,
     Encoder4Editing,
@@ -23,7 +24,7 @@ from inversion.encoders import (
     ResNetProgressiveBackboneEncoder,
     WEncoder,
 )
-from inversion.export import export_official, load_for_export, main, official_compatibility
+from inversion.export import export_official, load_for_export, official_compatibility
 from inversion.models import CheckpointError, Generator
 
 from helpers import tiny_generator
@@ -310,7 +311,7 @@ def test_cli_exports_our_inverter_pt(generator, tmp_path):
     ours = _our_export(inv, tmp_path / "run" / "export" / "inverter.pt", tmp_path / "gone" / "stylegan2.pt")
     out = tmp_path / "official" / "restyle.pt"
     proc = subprocess.run(
-        [sys.executable, "-m", "inversion.export", "--to", "official", str(ours), str(out), "--generator",
+        [sys.executable, "-m", "inversion", "export", "--to", "official", str(ours), str(out), "--generator",
          str(gen_file), "--allow-nonstandard", "--dataset-type", "church_encode"],
         cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""python -m inversion.invert and python -m inversion.edit: the round trip on the trained demo encoder, files
+"""python -m inversion invert and python -m inversion edit: the round trip on the trained demo encoder, files
 written, bad inputs reported and skipped, refinement, alignment and every edit from the command line."""
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 SEEDS = list(range(5000, 5008))  # not in demo_train / demo_val
 
 
-def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+def _run(command: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m inversion <command> ...`` from the repository root."""
+    return subprocess.run([sys.executable, "-m", "inversion", command, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
 
 
 def _save(images: torch.Tensor, folder: Path, names) -> None:
@@ -50,7 +51,7 @@ def generated(tmp_path_factory, demo_export):
 @pytest.mark.slow
 def test_round_trip_on_the_demo_writes_everything_and_skips_bad_files(tmp_path, demo_export, generated):
     out = tmp_path / "out"
-    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"]),
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"]),
              str(generated["notes"]), str(tmp_path / "missing.png"), "--output", str(out), "--batch-size", "3",
              "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -92,7 +93,7 @@ def test_round_trip_on_the_demo_writes_everything_and_skips_bad_files(tmp_path, 
 @pytest.mark.slow
 def test_refinement_from_the_cli_improves_on_the_encoder(tmp_path, demo_export, generated):
     out = tmp_path / "refined"
-    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"] / "seed5000.png"),
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"] / "seed5000.png"),
              str(generated["folder"] / "seed5001.png"), "--output", str(out), "--refine", "image2stylegan",
              "--refine-steps", "20", "--refine-size", "64", "--refine-set", "losses.perceptual.weight=0", "lr=0.05",
              "--no-progress", "--device", "cpu")
@@ -109,14 +110,14 @@ def test_refinement_from_the_cli_improves_on_the_encoder(tmp_path, demo_export, 
 
 
 def test_usage_errors_exit_2_with_a_message(tmp_path, demo_export):
-    r = _run("inversion.invert", "--checkpoint", str(tmp_path / "nope.pt"), "--input", str(tmp_path),
+    r = _run("invert", "--checkpoint", str(tmp_path / "nope.pt"), "--input", str(tmp_path),
              "--output", str(tmp_path / "o"))
     assert r.returncode == 2 and "nope.pt" in r.stderr
-    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(tmp_path), "--output",
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", str(tmp_path), "--output",
              str(tmp_path / "o"), "--refine", "fancy")
     assert r.returncode == 2 and "fancy" in r.stderr and "image2stylegan" in r.stderr
     (tmp_path / "bad.jpg").write_text("no")
-    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(tmp_path / "bad.jpg"),
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", str(tmp_path / "bad.jpg"),
              "--output", str(tmp_path / "o"))
     assert r.returncode == 1 and "bad.jpg" in r.stderr  # nothing could be inverted
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["num_skipped"] == 1
@@ -147,7 +148,7 @@ def test_align_from_the_cli_skips_images_without_a_face(tmp_path, demo_export, s
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(photos / "noise.png")
     out = tmp_path / "out"
-    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(photos), "--output", str(out),
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", str(photos), "--output", str(out),
              "--align", "--align-size", "128", "--no-progress", "--device", "cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -162,7 +163,7 @@ def test_every_edit_runs_from_the_cli(tmp_path, demo_export):
     G = load_inverter(demo_export).generator
     _, ws = render_seeds(G, [7, 8, 9], 1.0)
     paths = []
-    for i, w in enumerate(ws):  # as inversion.invert writes them: .pt dicts and .npy arrays
+    for i, w in enumerate(ws):  # as the invert command writes them: .pt dicts and .npy arrays
         paths.append(tmp_path / f"w{i}.pt")
         torch.save({"ws": w}, paths[-1])
     np.save(tmp_path / "w0.npy", ws[0].numpy())
@@ -179,7 +180,7 @@ def test_every_edit_runs_from_the_cli(tmp_path, demo_export):
     results = {}
     for edit, args in cases.items():
         out = tmp_path / edit
-        r = _run("inversion.edit", *common, "--output", str(out), edit, *args)
+        r = _run("edit", *common, "--output", str(out), edit, *args)
         assert r.returncode == 0, (edit, r.stderr[-3000:])
         results[edit] = torch.load(out / f"{edit}.pt", weights_only=False)["ws"]
         assert np.array_equal(np.load(out / f"{edit}.npy"), results[edit].numpy())
@@ -200,7 +201,7 @@ def test_every_edit_runs_from_the_cli(tmp_path, demo_export):
 
 def test_edit_cli_errors_name_the_file(tmp_path, demo_export):
     np.save(tmp_path / "bad.npy", np.zeros((3, 7), dtype=np.float32))
-    r = _run("inversion.edit", "--checkpoint", str(demo_export), "--output", str(tmp_path / "o"), "crossover",
+    r = _run("edit", "--checkpoint", str(demo_export), "--output", str(tmp_path / "o"), "crossover",
              str(tmp_path / "bad.npy"), str(tmp_path / "bad.npy"), "--layer", "2")
     assert r.returncode == 2 and "bad.npy" in r.stderr and "[10, 64]" in r.stderr
     with pytest.raises(FileNotFoundError, match="gone.pt"):
@@ -222,10 +223,10 @@ def test_bfloat16_inverter_matches_float32(tmp_path, demo_export, generated):
     summary = invert_images(inv16, [generated["folder"] / "seed5000.png"], out, progress=False)
     assert summary.settings["dtype"] == "bfloat16" and torch.load(out / "latents" / "seed5000.pt",
                                                                    weights_only=True)["ws"].dtype == torch.float32
-    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"]), "--output",
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"]), "--output",
              str(tmp_path / "o"), "--dtype", "bfloat16", "--refine", "image2stylegan")
     assert r.returncode == 2 and "--dtype float32" in r.stderr
-    r = _run("inversion.invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"] / "seed5000.png"),
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", str(generated["folder"] / "seed5000.png"),
              "--output", str(tmp_path / "fast"), "--autocast", "bfloat16", "--channels-last", "--no-progress")
     assert r.returncode == 0, r.stderr[-2000:]
     settings = json.loads((tmp_path / "fast" / "summary.json").read_text())["settings"]

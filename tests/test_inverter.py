@@ -231,9 +231,7 @@ def test_export_refuses_foreign_targets(tmp_path):
 
 
 def test_inference_benchmark_runs_on_cpu_at_small_size():
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks import inference as bench
 
     rows = bench.main(["--device", "cpu", "--resolution", "32", "--encoder-size", "32", "--width", "0.0625",

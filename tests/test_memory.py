@@ -7,16 +7,11 @@ autograd graph is alive at a time; ReStyle-5's step must therefore peak at about
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.memory import ActivationMemoryMeter, measure  # noqa: E402
+from benchmarks.memory import ActivationMemoryMeter, measure
 
 BATCH, WIDTH = 256, 512
 ACTIVATION = BATCH * WIDTH * 4  # one fp32 [BATCH, WIDTH] tensor

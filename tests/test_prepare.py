@@ -1,4 +1,4 @@
-"""python -m inversion.data.prepare and PreparedDataset: a resized, decode-free copy of a split that gives the
+"""python -m inversion prepare and PreparedDataset: a resized, decode-free copy of a split that gives the
 same tensors as the on-the-fly pSp pipeline, resumes after an interruption, and skips unusable images."""
 
 from __future__ import annotations
@@ -112,13 +112,13 @@ def test_loader_with_workers_and_the_training_config(tmp_path, photos):
 def test_prepare_cli(tmp_path, photos):
     root, split = photos
     out = tmp_path / "prep"
-    r = subprocess.run([sys.executable, "-m", "inversion.data.prepare", "--root", str(root), "--split", str(split),
+    r = subprocess.run([sys.executable, "-m", "inversion", "prepare", "--root", str(root), "--split", str(split),
                         "--out", str(out), "--size", str(SIZE), "--workers", "0", "--no-progress"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "prepared 5 of 6 images" in r.stderr and "1 unusable" in r.stderr
     assert json.loads((out / "meta.json").read_text())["size"] == SIZE
-    r = subprocess.run([sys.executable, "-m", "inversion.data.prepare", "--root", str(tmp_path / "nope"),
+    r = subprocess.run([sys.executable, "-m", "inversion", "prepare", "--root", str(tmp_path / "nope"),
                         "--split", str(split), "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "nope" in r.stderr

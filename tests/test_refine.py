@@ -139,10 +139,7 @@ def test_generator_left_untouched_and_log_every(demo_G):
 
 
 def test_refine_benchmark_runs_on_cpu_at_small_size():
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks import refine as bench
 
     rows = bench.main(["--device", "cpu", "--resolution", "32", "--batch-sizes", "1", "2", "--steps", "2",

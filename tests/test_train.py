@@ -13,12 +13,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from inversion import load_inverter
+from inversion.training import train as run_training
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
-sys.path.insert(0, str(REPO))
 
-from inversion import load_inverter  # noqa: E402
-from inversion.training import train as run_training  # noqa: E402
 
 TINY_BASE = ["trainer.max_steps=4", "trainer.val_check_interval=2", "data.batch_size=4", "module.image_every_n_steps=2",
              "callbacks.checkpoint.every_n_train_steps=2", "generator.img_resolution=32", "encoder.net.input_size=32",

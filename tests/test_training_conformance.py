@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,12 @@ import torch.nn.functional as F
 from test_optimizer import _ReferenceRanger
 from torch import autograd
 
+from inversion.training import train as run_training
+from inversion.training.module import step_noise_seed
+
 from helpers import tiny_generator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from inversion.training import train as run_training  # noqa: E402
-from inversion.training.module import step_noise_seed  # noqa: E402
 
 SEED = 0
 RTOL = 1e-9  # float64 runs (Lightning's 64-true) on both sides: rounding does not hide a procedural difference

@@ -1,6 +1,6 @@
 """A one-time, resized, decode-free copy of an image split, so the data loader is never the bottleneck.
 
-``python -m inversion.data.prepare --root /data/ffhq --split ffhq_train --size 256 --out /data/ffhq_train_256``
+``python -m inversion prepare --root /data/ffhq --split ffhq_train --size 256 --out /data/ffhq_train_256``
 reads every image of the split once (ids resolved as :class:`~inversion.data.ImageIdDataset` does), resizes it
 with torchvision's ``Resize((size, size))`` on the PIL image (the first step of the pSp transforms, so the result
 is bit-identical to the on-the-fly pipeline), and stores it as 8-bit RGB rows of one NumPy memory-mapped array:
@@ -18,10 +18,8 @@ flip (pSp's training augmentation), skipping unusable rows.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +35,7 @@ from ..imageio import atomic_save, atomic_write_json
 from .folder import ImageIdDataset
 from .splits import ids_sha256, read_split
 
-__all__ = ["FORMAT", "PreparedDataset", "ResizeToArray", "main", "prepare_dataset"]
+__all__ = ["FORMAT", "PreparedDataset", "ResizeToArray", "prepare_dataset"]
 
 FORMAT = "inversion.prepared/v1"
 TODO, DONE, BAD = 0, 1, 2
@@ -153,7 +151,7 @@ class PreparedDataset(Dataset):
         self.path = Path(path)
         if not (self.path / "meta.json").is_file():
             raise FileNotFoundError(f"{self.path}: not a prepared dataset (no meta.json); write one with "
-                                    "python -m inversion.data.prepare --root DIR --split NAME --out DIR")
+                                    "python -m inversion prepare --root DIR --split NAME --out DIR")
         self.meta = json.loads((self.path / "meta.json").read_text())
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{self.path}: unknown prepared format {self.meta.get('format')!r}")
@@ -200,26 +198,7 @@ class PreparedDataset(Dataset):
         return f"{type(self).__name__}(path={str(self.path)!r}, n={len(self)}, size={self.meta['size']})"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m inversion.data.prepare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", required=True, help="folder of the source images")
-    p.add_argument("--split", required=True, help="split name (data_splits/, e.g. ffhq_train) or a split file")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--min-size", type=int, default=0)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    args = p.parse_args(argv)
-    try:
-        meta = prepare_dataset(args.root, args.split, args.out, size=args.size, num_workers=args.workers,
-                               min_size=args.min_size, progress=args.progress)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        print(f"prepare: error: {err}", file=sys.stderr)
-        return 2
-    print(f"prepared {meta['num_written']} of {meta['num_images']} images at {args.size} px in {args.out}"
-          + (f"; {meta['num_bad']} unusable (listed in meta.json)" if meta["num_bad"] else ""), file=sys.stderr)
-    return 0
+if __name__ == "__main__":  # deprecated spelling of: python -m inversion prepare
+    from inversion.cli import deprecated_alias
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(deprecated_alias("prepare", "inversion.data.prepare"))
