@@ -35,6 +35,7 @@ from PIL import Image
 
 from .imageio import RESIZE_MODES, atomic_save, atomic_write_json, from_pil, read_rgb, resize_images, stack_rows, to_pil
 from .inverter import Inverter
+from .reconstruct import reconstruct
 
 __all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config"]
 
@@ -167,7 +168,6 @@ def invert_images(
                         "num_ws": G.num_ws, "w_dim": G.w_dim, "noise_mode": noise_mode}
     all_ws: list[torch.Tensor] = []
     grid_rows: list[list[Image.Image]] = []
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     from tqdm.auto import tqdm
 
@@ -193,21 +193,16 @@ def invert_images(
             continue
         full = [from_pil(img) for _, _, img in ready]
         x = torch.stack([resize_images(t[None], inverter.encoder_size, input_resize_mode)[0] for t in full])
-        sync()
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            result = inverter.invert(x.to(device=device, dtype=dtype), num_iters=num_iters, noise_mode=noise_mode)
-        sync()
-        summary.seconds["invert"] += time.perf_counter() - t0
-        ws, images = result.ws.float(), result.images.float()
-        refined_ws, refined_images, noise = None, None, None
+        target = None
         if refiner is not None:
             target = torch.stack([resize_images(t[None], refine_size, "bilinear_antialias")[0] for t in full])
-            t0 = time.perf_counter()
-            with torch.enable_grad():
-                res = refiner(G, target.to(device=device, dtype=torch.float32), ws_init=ws, noise_mode=noise_mode)
-            sync()
-            summary.seconds["refine"] += time.perf_counter() - t0
+        rec = reconstruct(inverter, x, target=target, refiner=refiner, num_iters=num_iters, noise_mode=noise_mode)
+        summary.seconds["invert"] += rec.invert_seconds
+        summary.seconds["refine"] += sum(rec.refine_seconds.values())
+        ws, images = rec.encoder.ws.float(), rec.encoder.images.float()
+        refined_ws, refined_images, noise = None, None, None
+        if rec.refined:
+            res = rec.refined["encoder"]
             refined_ws, refined_images, noise = res.ws.float(), res.images.float(), res.noise
         final_ws = refined_ws if refined_ws is not None else ws
         for j, (path, name, img) in enumerate(ready):

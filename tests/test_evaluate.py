@@ -4,6 +4,7 @@ clear errors (missing images, checkpoint / generator mismatches) before any work
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,8 +19,10 @@ from PIL import Image
 
 from inversion import encoders as E
 from inversion.checkpoints import save_inverter
+from inversion.data import ImageIdDataset, SeedDataset, render_seeds
 from inversion.encoders.irse import Backbone
-from inversion.evaluation import MetricSuite, evaluate, l2, ms_ssim, psnr
+from inversion.evaluation import EvalSettings, MetricSuite, evaluate, l2, ms_ssim, psnr
+from inversion.evaluation.data import build_dataset, dataset_kind, needs_generator
 from inversion.inverter import Inverter
 from inversion.losses import LPIPSLoss
 from inversion.models import CheckpointError, demo_generator
@@ -128,6 +131,57 @@ def test_identity_networks_load_local_weights_and_are_skipped_without(tmp_path):
     assert "lpips" not in skipped.names and "paths.lpips_alex" in skipped.skipped["lpips"]
     with pytest.raises(ValueError, match="unknown entries"):
         MetricSuite.from_config({"fid": {"module": {}}})
+
+
+# ----------------------------------------------------------------------------- typed settings, eval_data specs
+@pytest.mark.parametrize("override,message", [
+    ("protocol.resize_mode=box", r"protocol.resize_mode='box'; choose one of"),
+    ("batch_size=0", r"^batch_size must be >= 1, got 0"),
+    ("latency.repeats=often", r"latency.repeats='often': expected an integer"),
+    ("+report.grid=4", r"report has unknown keys \['grid'\]"),
+    ("noise_mode=fresh", r"noise_mode='fresh'; choose one of"),
+    ("+eval_data.kind=seeds", r"eval_data.kind is no longer read"),
+    ("eval_data.dataset._target_=null", r"eval_data.dataset=.*expected a Hydra spec with a _target_"),
+    ("fast.autocast=fp8", r"fast.autocast='fp8'"),
+])
+def test_settings_reject_a_bad_value_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        EvalSettings.from_config(_cfg(["checkpoint=x.pt", override]))
+
+
+def test_settings_are_typed_frozen_and_checked_on_creation():
+    s = EvalSettings.from_config(_cfg(["checkpoint=x.pt", "refine=image2stylegan", "refine.num_steps=10",
+                                       "refine_eval.steps=[5,0]"]))
+    assert s.protocol.size == 256 and s.latency.batch_size == s.batch_size == 8 and s.fast.autocast is None
+    assert s.refine is not None and s.refine.steps == (0, 5, 10) and s.refine.seeds == ("encoder", "mean")
+    assert s.data.dataset["_target_"] == "inversion.data.SeedDataset" and s.out_dir.name == "x"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.batch_size = 2  # type: ignore[misc]
+    with pytest.raises(ValueError, match="protocol.size must be >= 1"):
+        dataclasses.replace(s.protocol, size=0)
+    with pytest.raises(ValueError, match="checkpoint=PATH is required"):
+        EvalSettings.from_config(_cfg([]))
+
+
+def test_eval_data_specs_build_their_datasets(tmp_path):
+    demo = EvalSettings.from_config(_cfg(["checkpoint=x.pt"])).data
+    assert needs_generator(demo.dataset) and dataset_kind(demo.dataset) == "seeds" and demo.root is None
+    G = demo_generator()
+    seeds = build_dataset(demo.dataset, ["3", "1"], generator=G)
+    assert isinstance(seeds, SeedDataset) and [seeds[i]["id"] for i in range(2)] == ["3", "1"]
+    assert torch.equal(seeds[1]["image"], render_seeds(G, [1])[0][0])  # rendered alone, as with any other split
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in (0, 1):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(root / f"{i:05d}.png")
+    folder = EvalSettings.from_config(_cfg(["checkpoint=x.pt", "eval_data=celebahq_test", f"data_root={root}"])).data
+    assert not needs_generator(folder.dataset) and dataset_kind(folder.dataset) == "folder" and folder.root == str(root)
+    images = build_dataset(folder.dataset, ["1", "0"])
+    assert isinstance(images, ImageIdDataset) and [images[i]["id"] for i in range(2)] == ["1", "0"]
+    with pytest.raises(ValueError, match="takes none of"):
+        build_dataset({"_target_": "torch.utils.data.TensorDataset"}, ["0"])
+    with pytest.raises(ValueError, match="eval_data.dataset._target_='inversion.data.Nope'"):
+        build_dataset({"_target_": "inversion.data.Nope"}, ["0"])
 
 
 # ----------------------------------------------------------------------------- the CLI on the demo split

@@ -47,13 +47,14 @@ class SeedDataset(Dataset):
         image_size: int | None = None,  # Resize to this size (None: generator resolution).
         resize_mode: str = "adaptive_avg",  # How images are resized (see inversion.inverter.RESIZE_MODES).
         truncation_psi: float = 1.0,  # Truncation of the sampled latents.
+        render_batch_size: int = 64,  # Seeds rendered together (1: an image's bits never depend on the other seeds).
     ):
         if isinstance(seeds, str):
             seeds = [int(s) for s in read_split(seeds)]
         if len(seeds) == 0:
             raise ValueError("SeedDataset needs at least one seed")
         self.seeds = [int(s) for s in seeds]
-        images, self.ws = render_seeds(generator, self.seeds, truncation_psi)
+        images, self.ws = render_seeds(generator, self.seeds, truncation_psi, batch_size=render_batch_size)
         if image_size is not None:
             images = resize_images(images, image_size, resize_mode)
         self.images = images

@@ -1,33 +1,34 @@
 """Refinement inside the evaluation: quality vs optimization steps, mean-seeded against encoder-seeded.
 
-For every batch, :func:`refine_batch` runs the configured refiner (``conf/refine``) once per seed:
+For every batch, :func:`inversion.reconstruct.reconstruct` runs the configured refiner (``conf/refine``) once per
+seed:
 
 * ``encoder`` -- from the inverter's final ``ws`` (the StyleGAN-Encoder approach: the encoder's first guess,
   made exact per image);
 * ``mean`` -- from ``w_avg`` (Image2StyleGAN: optimization from scratch).
 
-The refiner keeps the latents after every step of a checkpoint grid (``snapshot_steps``); each snapshot is
-rendered and scored with the evaluation's metrics under the same protocol as the encoder's reconstructions,
-so step 0 of the encoder-seeded run *is* the encoder's result. :func:`summarize_refinement` turns the cached
-per-image values into mean / std per step and the table "steps needed to reach X"; ``report.py`` prints and
-plots them.
+The refiner keeps the latents after every step of a checkpoint grid (``snapshot_steps``); :func:`score_refinement`
+renders each snapshot and scores it with the evaluation's metrics under the same protocol as the encoder's
+reconstructions, so step 0 of the encoder-seeded run *is* the encoder's result. :func:`summarize_refinement` turns
+the cached per-image values into mean / std per step and the table "steps needed to reach X"; ``report.py`` prints
+and plots them.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from ..reconstruct import SEEDS
+from ..refine import RefineResult
 from .metrics import HIGHER_IS_BETTER, MetricSuite, summarize_curves
 
-__all__ = ["SEEDS", "SEED_LABELS", "default_snapshot_steps", "reach_table", "refine_batch", "summarize_refinement"]
+__all__ = ["SEEDS", "SEED_LABELS", "default_snapshot_steps", "reach_table", "score_refinement", "summarize_refinement"]
 
-SEEDS = ("encoder", "mean")
 SEED_LABELS = {"encoder": "encoder-seeded", "mean": "mean-seeded (w_avg)"}
 
 
@@ -40,38 +41,22 @@ def default_snapshot_steps(num_steps: int) -> list[int]:
     return steps + [num_steps] if num_steps > 0 else steps
 
 
-def refine_batch(
-    refiner: Callable[..., Any],  # inversion.refine.build_refiner(cfg.refine)
+def score_refinement(
+    refined: Mapping[str, RefineResult],  # per seed, in order: Reconstruction.refined (snapshots kept)
     generator: torch.nn.Module,  # the inverter's frozen generator
-    target: torch.Tensor,  # [N, 3, S, S] protocol targets in [-1, 1]: what the refiner fits
-    ws_encoder: torch.Tensor,  # [N, num_ws, w_dim] the encoder's final latents (the "encoder" seed)
+    target: torch.Tensor,  # [N, 3, S, S] protocol targets in [-1, 1]: what the refiner fitted
     *,
-    seeds: Sequence[str],  # subset of SEEDS, in order
-    snapshot_steps: Sequence[int],  # score the latents after these many updates
     to_protocol: Callable[[torch.Tensor], torch.Tensor],  # generator images -> protocol-size, quantized images
     suite: MetricSuite,
     noise_mode: str = "const",
-    sync: Callable[[], None] = lambda: None,
-    progress: bool = False,
-) -> tuple[list[dict[str, list[dict[str, float]]]], dict[str, torch.Tensor], dict[str, float]]:
-    """Refine one batch from every seed. Returns per-image ``{seed: [{"step", metric...} per snapshot]}``, the
-    final protocol-size reconstructions per seed (for the grid), and wall seconds per seed."""
+) -> tuple[list[dict[str, list[dict[str, float]]]], dict[str, torch.Tensor]]:
+    """Render and score every snapshot of every seed. Returns per-image ``{seed: [{"step", metric...} per
+    snapshot]}`` and the final protocol-size reconstructions per seed (for the grid)."""
     n = target.shape[0]
     per_image: list[dict[str, list[dict[str, float]]]] = [{} for _ in range(n)]
     finals: dict[str, torch.Tensor] = {}
-    seconds: dict[str, float] = {}
-    for seed in seeds:
-        if seed not in SEEDS:
-            raise ValueError(f"refine seed {seed!r}; choose from {list(SEEDS)}")
-        init = ws_encoder.detach() if seed == "encoder" else None
-        sync()
-        t0 = time.perf_counter()
-        with torch.enable_grad():
-            result = refiner(generator, target, ws_init=init, snapshot_steps=list(snapshot_steps),
-                             noise_mode=noise_mode, progress=f"refine ({seed})" if progress else False)
-        sync()
-        seconds[seed] = time.perf_counter() - t0
-        with torch.no_grad():
+    with torch.no_grad():
+        for seed, result in refined.items():
             for i in range(n):
                 per_image[i][seed] = []
             for snap in result.snapshots:
@@ -80,7 +65,7 @@ def refine_batch(
                 for i in range(n):
                     per_image[i][seed].append({"step": snap.step, **{k: float(values[k][i]) for k in suite.names}})
             finals[seed] = recon
-    return per_image, finals, seconds
+    return per_image, finals
 
 
 def _reached(value: float, threshold: float, metric: str) -> bool:

@@ -17,6 +17,7 @@ from torch import nn
 from ..imageio import resize_images
 from ..inverter import InversionResult, InversionStep, Inverter
 from ..losses import EmbeddingSimilarityLoss, LatentL2Loss, LossTerm
+from ..reconstruct import refine_latents
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +225,8 @@ class InversionModule(pl.LightningModule):
         optimization steps against the batch's images, then ``LatentL2(ws, refined.detach())``. Also returns how
         much refinement lowered its reconstruction loss (mean over the batch), a sign the teacher is useful."""
         target = resize_images(x.detach(), self.loss_size, self.loss_resize_mode)
-        with torch.enable_grad():
-            result = self.collab_refiner(self.inverter.generator, target, ws_init=out.ws.detach(),
-                                         num_steps=self.collab.steps, progress=False)
+        result = refine_latents(self.collab_refiner, self.inverter.generator, target, out.ws, seed="encoder",
+                                num_steps=self.collab.steps, progress=False)
         recon = result.curves["recon"]
         gain = (recon[0] - recon[-1]).mean().to(x.device)
         return self.collab_loss(out.ws, result.ws.detach().to(out.ws.dtype)), gain
