@@ -79,6 +79,6 @@ def test_sample_errors_name_the_key(tmp_path, capsys):
     assert cli.main(["sample", "no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err
     assert cli.main(["sample", "generator=stylegan2_256", f"out={tmp_path / 'g.png'}"]) == 2
-    assert "generator.path" in capsys.readouterr().err  # the real generators need their weight file
+    assert "paths.stylegan2_256" in capsys.readouterr().err  # the real generators need their weight file
     assert cli.main(["sample", "num_images"]) == 2
     assert "key=value" in capsys.readouterr().err

@@ -177,7 +177,7 @@ def _load_ada_generator(path: Path) -> Generator:
 
 
 def load_generator(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     device: torch.device | str = "cpu",
     *,
     img_resolution: int | None = None,  # Expected output resolution (error if the file differs).
@@ -188,6 +188,9 @@ def load_generator(
 
     The format is detected from the bytes: rosinality / pSp-family torch files or NVIDIA pickles.
     """
+    if path is None:  # a config whose paths.stylegan2_* is unset
+        raise FileNotFoundError("no StyleGAN2 generator file given (path is null): set paths.stylegan2_ffhq / "
+                                f"paths.stylegan2_256 (or generator.path) to a local file. {WEIGHTS_HINT}")
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"StyleGAN2 generator file not found: {path}. {WEIGHTS_HINT}")
