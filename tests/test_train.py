@@ -54,7 +54,7 @@ def test_train_py_without_arguments_runs_the_demo_and_improves(demo_run):
 
 @pytest.fixture
 def captured(monkeypatch):
-    """Records the module and trainer of the last ``Trainer.fit`` call made by ``train.run``."""
+    """Records the module and trainer of the last ``Trainer.fit`` call made by ``inversion.training.train``."""
     import pytorch_lightning as pl
 
     seen: dict = {}
