@@ -15,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from inversion.config import rename_deprecated
 from inversion.evaluation.runner import evaluate, register_resolvers
 from inversion.models import CheckpointError
 
@@ -32,4 +33,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = rename_deprecated(sys.argv[1:])  # old key names (e.g. metrics.lpips_backbone) still work, warned
     main()

@@ -4,9 +4,12 @@ With no arguments this runs the embedded CPU demo (a tiny pSp encoder on the 64 
 assembled by :func:`inversion.training.train` from the composed ``conf/train.yaml``.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from inversion.config import rename_deprecated
 from inversion.training import train
 
 
@@ -16,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = rename_deprecated(sys.argv[1:])  # old key names (e.g. metrics.lpips_backbone) still work, warned
     main()

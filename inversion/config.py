@@ -12,10 +12,53 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["CONF_DIR", "compose", "options", "register_resolvers"]
+__all__ = ["CONF_DIR", "DEPRECATED_KEYS", "compose", "options", "register_resolvers", "rename_deprecated"]
 
 #: The Hydra config tree shipped with the repository.
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+#: Override keys renamed by the one-spec redesign (2026-12): old key -> new key. Still accepted, with a warning.
+DEPRECATED_KEYS: dict[str, str] = {
+    "paths.output_dir": "output_dir",
+    "loss_size": "module.loss_size",
+    "loss_resize_mode": "module.loss_resize_mode",
+    "image_every_n_steps": "module.image_every_n_steps",
+    "metrics.lpips_backbone": "paths.lpips_alex",
+    "metrics.id_weights": "paths.ir_se50",
+    "refine.vgg_weights": "paths.vgg16",
+    "refine.alex_weights": "paths.lpips_alex",
+    "refine.id_weights": "paths.ir_se50",
+}
+#: ``metrics.id_net=<old name>`` -> the conf/net choice of the ID metric.
+_ID_NETS = {"irse50": "ir_se50", "curricularface": "curricularface", "facenet": "facenet"}
+
+
+def rename_deprecated(overrides: Sequence[str]) -> list[str]:
+    """Command-line overrides with renamed keys rewritten to their new spelling (a ``FutureWarning`` per key).
+    ``metrics.id_net=X`` becomes ``net@metrics.id_sim.module=X``, whose weights file is ``paths.<X>``."""
+    import warnings
+
+    out = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        prefix = key[: len(key) - len(key.lstrip("+~"))]
+        bare = key[len(prefix):]
+        new = None
+        if sep and bare == "metrics.id_net":
+            if value not in _ID_NETS:
+                raise ValueError(f"metrics.id_net={value}: choose one of {sorted(_ID_NETS)} (now: "
+                                 "net@metrics.id_sim.module=ir_se50 | curricularface | facenet)")
+            new = f"net@metrics.id_sim.module={_ID_NETS[value]}"
+        elif sep and bare in DEPRECATED_KEYS:
+            new = f"{DEPRECATED_KEYS[bare]}={value}"
+        if new is None:
+            out.append(item)
+            continue
+        warnings.warn(f"'{key}' is deprecated and will be removed: use '{new.partition('=')[0]}' (read as {new})",
+                      FutureWarning, stacklevel=2)
+        out.append(new)
+    return out
 
 
 def register_resolvers() -> None:
@@ -43,4 +86,4 @@ def compose(config_name: str, overrides: Sequence[str] = (), *, config_dir: str 
     if GlobalHydra.instance().is_initialized():  # inside a @hydra.main run: compose in a fresh context
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(root), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=rename_deprecated(overrides))

@@ -64,3 +64,22 @@ def test_generator_benchmark_runs_on_cpu_at_small_size():
                        "--warmup", "0"])
     assert [r["what"] for r in rows] == ["forward", "forward+backward to ws"]
     assert all(r["ms_per_image"] > 0 for r in rows)
+
+
+def test_renamed_keys_still_work_with_a_warning():
+    """The pre-redesign spellings (one release of grace): each is read as its new key, with a FutureWarning."""
+    from inversion.config import compose as compose_conf
+    from inversion.config import rename_deprecated
+
+    with pytest.warns(FutureWarning, match="paths.lpips_alex"):
+        cfg = compose_conf("evaluate", ["checkpoint=x", "metrics.lpips_backbone=/w/alex.pth",
+                                        "metrics.id_net=curricularface", "metrics.id_weights=/w/irse.pth"])
+    assert cfg.paths.lpips_alex == "/w/alex.pth" and cfg.paths.ir_se50 == "/w/irse.pth"
+    assert cfg.metrics.id_sim.module._target_.endswith("CurricularFaceIDLoss.from_pretrained")
+    with pytest.warns(FutureWarning):
+        cfg = compose_conf("train", ["loss_size=32", "image_every_n_steps=0", "refine=image2stylegan",
+                                     "refine.vgg_weights=/w/vgg.pth"])
+    assert (cfg.module.loss_size, cfg.module.image_every_n_steps, cfg.paths.vgg16) == (32, 0, "/w/vgg.pth")
+    assert rename_deprecated(["seed=1", "+trainer.foo=2"]) == ["seed=1", "+trainer.foo=2"]  # others untouched
+    with pytest.raises(ValueError, match="metrics.id_net"):
+        rename_deprecated(["metrics.id_net=vggface"])
