@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["CONF_DIR", "DEPRECATED_KEYS", "compose", "options", "register_resolvers", "rename_deprecated"]
+__all__ = ["CONF_DIR", "DEPRECATED_KEYS", "compose", "options", "register_resolvers", "rename_deprecated", "to_plain"]
 
 #: The Hydra config tree shipped with the repository.
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -59,6 +60,12 @@ def rename_deprecated(overrides: Sequence[str]) -> list[str]:
                       FutureWarning, stacklevel=2)
         out.append(new)
     return out
+
+
+def to_plain(node: Any, resolve: bool = True) -> Any:
+    """A config node (DictConfig / ListConfig) as plain Python containers (interpolations resolved unless
+    ``resolve=False``); anything else is returned as given."""
+    return OmegaConf.to_container(node, resolve=resolve) if OmegaConf.is_config(node) else node
 
 
 def register_resolvers() -> None:

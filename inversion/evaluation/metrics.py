@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
+from ..config import to_plain
 from ..losses import LPIPSLoss, MissingWeightsError, build_network, weights_key
-from ..losses.spec import _plain
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -127,7 +127,7 @@ METRIC_LABELS: dict[str, str] = {k: m.label for k, m in METRICS.items()}
 def _describe_network(name: str, net: nn.Module, spec: Mapping[str, Any]) -> str:
     """What a network-backed metric ran: the class, its weights file and key, and the pre-processing."""
     key = weights_key(spec)
-    path = _plain(spec).get("path")
+    path = to_plain(spec).get("path")
     if isinstance(net, LPIPSLoss):
         return (f"lpips {package_version('lpips')} LPIPS(net='{net.net_type}', version='0.1'): trunk from {key} "
                 f"({path}), linear layers from the lpips wheel; [-1, 1] images")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import to_plain
 from ..imageio import RESIZE_MODES
 from ..inverter import AUTOCAST_DTYPES
 from .refinement import SEEDS, default_snapshot_steps
@@ -79,10 +80,6 @@ def _at_least(value: int | None, low: int, name: str) -> None:
 def _choice(value: str | None, choices: Any, name: str) -> None:
     if value is not None and value not in choices:
         raise ValueError(f"{name}={value!r}; choose one of {list(choices)}")
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 # ----------------------------------------------------------------------------- the sections (checked on creation)
@@ -173,7 +170,7 @@ class RefineEval:
         from ..refine import DEFAULT_NUM_STEPS
 
         num_steps = _get(refine, "num_steps", "refine", int, default=DEFAULT_NUM_STEPS)
-        node = _plain(cfg.get("refine_eval")) or {}
+        node = to_plain(cfg.get("refine_eval")) or {}
         unknown = sorted(set(node) - {"seeds", "steps", "reach"})
         if unknown:
             raise ValueError(f"refine_eval has unknown keys {unknown}; allowed: ['reach', 'seeds', 'steps']")
@@ -230,8 +227,8 @@ class EvalData:
             raise ValueError("eval_data.kind is no longer read: describe the images with eval_data.dataset, a Hydra "
                              "spec (_target_: inversion.data.SeedDataset or inversion.data.ImageIdDataset); see "
                              "conf/eval_data/demo.yaml and celebahq_test.yaml")
-        return _read(cls, node, "eval_data", dataset=_plain(node.get("dataset")) if node is not None else None,
-                     expect=dict(_plain(node.get("expect")) or {}) if node is not None else {})
+        return _read(cls, node, "eval_data", dataset=to_plain(node.get("dataset")) if node is not None else None,
+                     expect=dict(to_plain(node.get("expect")) or {}) if node is not None else {})
 
 
 # ----------------------------------------------------------------------------- everything

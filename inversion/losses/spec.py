@@ -27,6 +27,8 @@ from typing import Any
 
 from torch import nn
 
+from ..config import to_plain
+
 __all__ = ["INPUT_KINDS", "LossTerm", "MissingWeightsError", "build_network", "build_terms", "weights_key"]
 
 #: What a training term compares: (reconstruction, target) images, (ws, w_avg) or (ws, the true ws).
@@ -51,14 +53,7 @@ class LossTerm:
 
 
 def _plain(spec: Any, resolve: bool = True) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(spec, DictConfig):
-            return OmegaConf.to_container(spec, resolve=resolve)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(spec)
+    return dict(to_plain(spec, resolve=resolve))
 
 
 def weights_key(spec: Any) -> str:

@@ -20,23 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import to_plain
 from .optimize import SPACES, RefineResult, RefineSnapshot, karras_lr, noise_regularization, refine
 
 __all__ = ["DEFAULT_NUM_STEPS", "SPACES", "RefineResult", "RefineSnapshot", "Refiner", "build_losses", "build_refiner",
            "karras_lr", "noise_regularization", "refine"]
 
 DEFAULT_NUM_STEPS = inspect.signature(refine).parameters["num_steps"].default
-
-
-def _to_dict(cfg: Any) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(cfg)
 
 
 def build_losses(cfg: Mapping[str, Any]) -> dict[str, tuple[float, nn.Module]]:
@@ -82,7 +72,7 @@ def build_refiner(cfg: Any, device: torch.device | str | None = None) -> Refiner
     """``conf/refine/*.yaml`` (dict or DictConfig) -> a :class:`Refiner` (its loss networks on ``device``), or
     ``None`` when ``enabled`` is false."""
     losses = cfg.get("losses")  # kept as given: a DictConfig still names the ``paths.*`` key of a missing file
-    cfg = _to_dict(cfg)
+    cfg = dict(to_plain(cfg))
     if not cfg.get("enabled", True):
         return None
     kwargs = {k: v for k, v in cfg.items() if k not in ("enabled", "losses", "name")}
