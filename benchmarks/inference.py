@@ -24,13 +24,13 @@ from benchmarks.common import (
     save_results,
     time_fn,
 )
-from inversion import encoders as E
-from inversion.inverter import Inverter
+from inversion.build import build_inverter
+from inversion.config import compose
 
-METHODS = {
-    "pSp": (E.GradualStyleEncoder, 3, 1),
-    "e4e": (E.Encoder4Editing, 3, 1),
-    "ReStyle-pSp-5": (E.BackboneEncoder, 6, 5),
+METHODS = {  # name: the conf/experiment whose encoder (and inversion loop) is timed, composed like train.py
+    "pSp": "psp_ffhq",
+    "e4e": "e4e_ffhq",
+    "ReStyle-pSp-5": "restyle_psp_ffhq",
 }
 
 
@@ -64,17 +64,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
     fast_gpu_defaults(device)
     G = frozen_generator(res, width, device)
-    channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
+    channels = "[" + ",".join(str(max(8, int(c * width))) for c in (64, 128, 256, 512)) + "]"
     mode = "fp32" if not use_fast else ", ".join(f"{k}={v}" for k, v in fast.items()
                                                  if (v if k != "fused_modconv" else not v))
     result_name = "inference" if not use_fast else "inference-" + "".join(c if c.isalnum() else "_" for c in mode)
     rows = []
-    for name, (cls, nc, iters) in METHODS.items():
+    for name, experiment in METHODS.items():
         if name not in args.methods:
             continue
-        enc = cls(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=nc, input_size=enc_size, channels=channels)
-        inv = Inverter(encoder=enc, generator=G, num_iters=iters, residual=iters > 1, encoder_size=enc_size)
-        inv = inv.eval().requires_grad_(False).to(device)
+        cfg = compose("train", [f"experiment={experiment}", f"encoder.net.input_size={enc_size}",
+                                f"encoder.net.channels={channels}", "encoder.backbone.path=null"])  # random weights
+        inv = build_inverter(cfg.encoder, G).eval().requires_grad_(False).to(device)
         guard = None
         if use_fast:  # correctness guard: the fast path against the plain fp32 path on the same input
             x = torch.rand(batches[0], 3, enc_size, enc_size, device=device) * 2 - 1
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "rel_error_vs_fp32": guard,
                          "peak_gib": peak_memory_gib(device), **t})
         save_results(result_name, device, rows)  # after every method: a run cut short keeps what it measured
-        del inv, enc
+        del inv
     print(f"Inversion latency, generator {res} px, encoder {enc_size} px, width x{width}, {mode} — "
           f"{device_name(device)}")
     print(f"{'method':<16}{'batch':>6}{'ms/image':>12}{'peak GiB':>10}{'rel err vs fp32':>17}")
