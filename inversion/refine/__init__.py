@@ -22,9 +22,10 @@ from torch import nn
 
 from ..config import to_plain
 from .optimize import SPACES, RefineResult, RefineSnapshot, karras_lr, noise_regularization, refine
+from .tuning import TuneResult, tune_generator, tuned_parameter_names
 
-__all__ = ["DEFAULT_NUM_STEPS", "SPACES", "RefineResult", "RefineSnapshot", "Refiner", "build_losses", "build_refiner",
-           "karras_lr", "noise_regularization", "refine"]
+__all__ = ["DEFAULT_NUM_STEPS", "SPACES", "RefineResult", "RefineSnapshot", "Refiner", "TuneResult", "build_losses",
+           "build_refiner", "karras_lr", "noise_regularization", "refine", "tune_generator", "tuned_parameter_names"]
 
 DEFAULT_NUM_STEPS = inspect.signature(refine).parameters["num_steps"].default
 
