@@ -88,3 +88,19 @@ def test_generator_untouched_and_threshold_stops():
     tuned = r.tuned_generator(G, 0)  # a plain Generator with image 0's deltas
     with torch.no_grad():
         assert torch.allclose(tuned.synthesis(ws[:1]), r.images[:1], atol=1e-5)
+
+
+def test_threshold_watches_the_lpips_term():
+    from inversion.losses import LPIPSLoss
+
+    G, ws, target = _problem(2)
+    torch.manual_seed(0)
+    losses = {"mse": (1.0, MSELoss()), "lpips": (1.0, LPIPSLoss(net="alex"))}  # random LPIPS weights
+    probe = tune_generator(G, target, ws, num_steps=0, losses=losses, threshold=None)
+    lpips0, total0 = probe.curves["lpips"][0], probe.curves["total"][0]
+    assert (total0 > lpips0).all()
+    threshold = float(lpips0.max())  # reached by LPIPS at step 0, not by the total
+    assert (total0 > threshold).all()
+    r = tune_generator(G, target, ws, num_steps=3, losses=losses, threshold=threshold)
+    assert r.steps_taken.tolist() == [0, 0] and r.logged_steps == [0]
+    assert all(d.abs().max() == 0 for d in r.deltas.values())
