@@ -104,3 +104,28 @@ def test_threshold_watches_the_lpips_term():
     r = tune_generator(G, target, ws, num_steps=3, losses=losses, threshold=threshold)
     assert r.steps_taken.tolist() == [0, 0] and r.logged_steps == [0]
     assert all(d.abs().max() == 0 for d in r.deltas.values())
+
+
+def test_one_image_is_plain_adam_on_a_copy_of_the_synthesis_parameters():
+    """The official PTI step for one image: Adam(lr) on every synthesis parameter of a copy of G, MSE to the target,
+    the pivot fixed. tune_generator's deltas are that copy's parameters minus G's."""
+    import copy
+
+    G, ws, target = _problem(1)
+    steps, lr = 4, 1e-2
+    ours = tune_generator(G, target, ws, num_steps=steps, **dict(KW, lr=lr))
+    ref = copy.deepcopy(G).requires_grad_(False)
+    names = tuned_parameter_names(G)
+    params = dict(ref.named_parameters())
+    for n in names:
+        params[n].requires_grad_(True)
+    opt = torch.optim.Adam([params[n] for n in names], lr=lr)
+    for _ in range(steps):
+        loss = MSELoss()(ref.synthesis(ws, noise_mode="const"), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    base = dict(G.named_parameters())
+    for n in names:
+        torch.testing.assert_close(ours.delta(n)[0].reshape(base[n].shape), (params[n] - base[n]).detach(),
+                                   rtol=1e-4, atol=1e-6, msg=n)
