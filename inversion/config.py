@@ -13,7 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["CONF_DIR", "DEPRECATED_KEYS", "compose", "options", "register_resolvers", "rename_deprecated", "to_plain"]
+__all__ = ["CONF_DIR", "DEPRECATED_KEYS", "compose", "instantiate", "options", "register_resolvers",
+           "rename_deprecated", "to_plain"]
 
 #: The Hydra config tree shipped with the repository.
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -66,6 +67,19 @@ def to_plain(node: Any, resolve: bool = True) -> Any:
     """A config node (DictConfig / ListConfig) as plain Python containers (interpolations resolved unless
     ``resolve=False``); anything else is returned as given."""
     return OmegaConf.to_container(node, resolve=resolve) if OmegaConf.is_config(node) else node
+
+
+def instantiate(spec: Any, *, surface: tuple[type[BaseException], ...], **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(spec, **kwargs)``, re-raising the constructor's own error when it is one of
+    ``surface`` (the message that names the missing file or empty split) instead of Hydra's wrapper."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(spec, **kwargs)
+    except Exception as err:
+        if isinstance(err.__cause__, surface):
+            raise err.__cause__ from None
+        raise
 
 
 def register_resolvers() -> None:

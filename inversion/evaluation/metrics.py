@@ -124,7 +124,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {k: m.higher_is_better for k, m in METRICS.i
 METRIC_LABELS: dict[str, str] = {k: m.label for k, m in METRICS.items()}
 
 
-def _describe_network(name: str, net: nn.Module, spec: Mapping[str, Any]) -> str:
+def _describe_network(net: nn.Module, spec: Mapping[str, Any]) -> str:
     """What a network-backed metric ran: the class, its weights file and key, and the pre-processing."""
     key = weights_key(spec)
     path = to_plain(spec).get("path")
@@ -181,7 +181,7 @@ class MetricSuite:
                 suite.skipped[name] = str(err)
                 continue
             suite.networks[name] = net.to(device).eval()
-            suite.descriptions[name] = _describe_network(name, net, spec["module"])
+            suite.descriptions[name] = _describe_network(net, spec["module"])
         return suite
 
     @property

@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import nn
 
-from ..config import to_plain
+from ..config import instantiate, to_plain
 
 __all__ = ["INPUT_KINDS", "LossTerm", "MissingWeightsError", "build_network", "build_terms", "weights_key"]
 
@@ -68,21 +68,14 @@ def weights_key(spec: Any) -> str:
 def build_network(spec: Any, **overrides: Any) -> nn.Module:
     """Instantiate a module spec (``{_target_: ..., path: ..., ...}``) with ``overrides`` as extra keyword
     arguments. A spec with ``path: null`` raises :class:`MissingWeightsError` naming the config key to set."""
-    from hydra.utils import instantiate
-
     plain = _plain(spec)
     if "_target_" not in plain:
         raise ValueError(f"a loss network spec needs a `_target_`, got keys {sorted(plain)}")
     if "path" in plain and plain["path"] in (None, ""):
         raise MissingWeightsError(f"{plain['_target_']} needs its weights file, but `{weights_key(spec)}` is null; "
                                   f"set {weights_key(spec)}=/local/file (nothing is downloaded)")
-    try:
-        return instantiate({**plain, **overrides}, _convert_="all")
-    except Exception as err:  # Hydra wraps the constructor's own error; surface the one that names the file
-        cause = err.__cause__
-        if isinstance(cause, (FileNotFoundError, RuntimeError, ValueError, TypeError)):
-            raise cause from None
-        raise
+    return instantiate({**plain, **overrides}, _convert_="all",  # the loader's own error names the file
+                       surface=(FileNotFoundError, RuntimeError, ValueError, TypeError))
 
 
 def build_terms(

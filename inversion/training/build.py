@@ -15,13 +15,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..build import build_inverter
+from ..config import instantiate as instantiate_surfacing
 from ..data import EpochSeededSampler, collate_skip_none
 from ..imageio import resize_images
 from ..losses import LossTerm, build_terms
@@ -33,16 +33,6 @@ __all__ = ["InversionDataModule", "build_collaborative", "build_losses", "build_
            "mean_val_l2", "resolve_ckpt", "train"]
 
 log = logging.getLogger(__name__)
-
-
-def _instantiate(spec: Any, **kwargs: Any) -> Any:
-    """Instantiate a spec, surfacing its own error (missing root, empty split) rather than Hydra's wrapper."""
-    try:
-        return instantiate(spec, **kwargs)
-    except InstantiationException as e:
-        if isinstance(e.__cause__, (FileNotFoundError, NotADirectoryError, ValueError)):
-            raise e.__cause__ from None
-        raise
 
 
 class InversionDataModule(pl.LightningDataModule):
@@ -74,7 +64,7 @@ class InversionDataModule(pl.LightningDataModule):
             return
         extra = {} if self.generator is None else {"generator": self.generator}
         for split, spec in self.specs.items():
-            ds = _instantiate(spec, **extra)
+            ds = instantiate_surfacing(spec, surface=(FileNotFoundError, NotADirectoryError, ValueError), **extra)
             if len(ds) == 0:
                 raise ValueError(f"the {split} split is empty")
             self.datasets[split] = ds
