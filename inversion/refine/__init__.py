@@ -22,10 +22,13 @@ from torch import nn
 
 from ..config import to_plain
 from .optimize import SPACES, RefineResult, RefineSnapshot, karras_lr, noise_regularization, refine
-from .tuning import TuneResult, tune_generator, tuned_parameter_names
+from .pti import Tuner, generator_fingerprint, is_tuned_file, load_tuned, save_tuned
+from .tuning import LOCALITY_DEFAULTS, TuneResult, TuneSnapshot, tune_generator, tuned_parameter_names
 
-__all__ = ["DEFAULT_NUM_STEPS", "SPACES", "RefineResult", "RefineSnapshot", "Refiner", "TuneResult", "build_losses",
-           "build_refiner", "karras_lr", "noise_regularization", "refine", "tune_generator", "tuned_parameter_names"]
+__all__ = ["DEFAULT_NUM_STEPS", "LOCALITY_DEFAULTS", "SPACES", "RefineResult", "RefineSnapshot", "Refiner",
+           "TuneResult", "TuneSnapshot", "Tuner", "build_losses", "build_refiner", "generator_fingerprint",
+           "is_tuned_file", "karras_lr", "load_tuned", "noise_regularization", "refine", "save_tuned",
+           "tune_generator", "tuned_parameter_names"]
 
 DEFAULT_NUM_STEPS = inspect.signature(refine).parameters["num_steps"].default
 
@@ -69,16 +72,31 @@ class Refiner(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
 
 
-def build_refiner(cfg: Any, device: torch.device | str | None = None) -> Refiner | None:
+def build_refiner(cfg: Any, device: torch.device | str | None = None) -> Refiner | Tuner | None:
     """``conf/refine/*.yaml`` (dict or DictConfig) -> a :class:`Refiner` (its loss networks on ``device``), or
-    ``None`` when ``enabled`` is false."""
+    ``None`` when ``enabled`` is false. A config with a ``_target_`` (``conf/refine/pti.yaml``:
+    ``inversion.refine.Tuner``) builds that class from its keyword arguments, with ``losses`` built as above and
+    ``pivot`` (a nested refine config) built by this function."""
     losses = cfg.get("losses")  # kept as given: a DictConfig still names the ``paths.*`` key of a missing file
+    pivot = cfg.get("pivot")
     cfg = dict(to_plain(cfg))
     if not cfg.get("enabled", True):
         return None
-    kwargs = {k: v for k, v in cfg.items() if k not in ("enabled", "losses", "name")}
-    unknown = set(kwargs) - set(inspect.signature(refine).parameters)
+    target = cfg.get("_target_")
+    kwargs = {k: v for k, v in cfg.items() if k not in ("enabled", "losses", "name", "_target_", "pivot")}
+    if target is None:
+        cls, allowed = Refiner, set(inspect.signature(refine).parameters)
+    else:
+        from hydra.utils import get_class
+
+        cls = get_class(target)
+        allowed = set(inspect.signature(cls).parameters) - {"losses"}
+        if "pivot" in allowed:
+            kwargs["pivot"] = None if pivot is None else build_refiner(pivot)
+    unknown = set(kwargs) - allowed
+    if target is None and "pivot" in cfg:
+        unknown.add("pivot")
     if unknown:
         raise ValueError(f"refine config: unknown keys {sorted(unknown)}")
-    refiner = Refiner(losses=build_losses({"losses": losses}), **kwargs).eval()
+    refiner = cls(losses=build_losses({"losses": losses}), **kwargs).eval()
     return refiner if device is None else refiner.to(device)
