@@ -13,6 +13,10 @@ Edits (:mod:`inversion.editing` does the maths):
   ``W1 + strength * D(W3 - W2)`` (per-layer channel thresholding and normalization of the difference);
 * ``direction W --direction smile.npy --strength -3 0 3 [--layers 0:8]``: InterFaceGAN-style directions.
 
+A latent file may also be a pivotal-tuning result (``tuned/<name>.pt`` of ``inversion invert --refine pti``): the
+edit then applies to its pivot and the results are rendered through that image's tuned generator (the first
+input's, when an edit takes several).
+
 Each edit writes its result latents (``<edit>.pt``, ``<edit>.npy``), images (``<edit>_<k>.png``) and
 ``grid.png`` (inputs, then results) into ``--output`` (:func:`save_edit`).
 """
@@ -27,6 +31,7 @@ import torch
 from . import editing
 from .imageio import atomic_save, save_grid
 from .models import Generator
+from .refine import TuneResult
 
 __all__ = ["load_latents", "parse_layers", "render", "save_edit"]
 
@@ -57,8 +62,12 @@ def parse_layers(spec: str) -> slice | list[int]:
 
 
 @torch.no_grad()
-def render(generator: Generator, ws: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
-    """Images [N, 3, R, R] of ``ws`` [N, num_ws, w_dim] (const noise), in batches, on the generator's device."""
+def render(generator: Generator, ws: torch.Tensor, batch_size: int = 8, tuned: TuneResult | None = None
+           ) -> torch.Tensor:
+    """Images [N, 3, R, R] of ``ws`` [N, num_ws, w_dim] (const noise), in batches, on the generator's device;
+    with ``tuned`` (a one-image :func:`inversion.refine.load_tuned` result) through its tuned generator."""
+    if tuned is not None:
+        return tuned.render(generator, ws, index=0, batch_size=batch_size).float().cpu()
     device = generator.w_avg.device
     return torch.cat([generator.synthesis(ws[i : i + batch_size].to(device), noise_mode="const").float().cpu()
                       for i in range(0, ws.shape[0], batch_size)])
@@ -74,6 +83,7 @@ def save_edit(
     size: int = 256,
     duration_ms: int = 100,
     settings: dict | None = None,
+    tuned: TuneResult | None = None,  # render through this tuned generator (see the module docstring)
 ) -> Path:
     """Write one edit into ``output``: ``<edit>.pt`` (``{"edit", "args": settings, "ws": results}``) and
     ``<edit>.npy``, every result image ``<edit>_<k>.png``, ``grid.png`` (the inputs' row, then the results, tiles
@@ -83,12 +93,12 @@ def save_edit(
     out.mkdir(parents=True, exist_ok=True)
     atomic_save({"edit": edit, "args": dict(settings or {}), "ws": results}, out / f"{edit}.pt")
     np.save(out / f"{edit}.npy", results.numpy().astype(np.float32))
-    images = render(generator, results)
+    images = render(generator, results, tuned=tuned)
     small = lambda x: torch.nn.functional.interpolate(x, size=(size, size), mode="area"  # noqa: E731
                                                       ) if x.shape[-1] > size else x
     for k, img in enumerate(images):
         save_grid(img[None], out / f"{edit}_{k:03d}.png", nrow=1, padding=0)
-    shown = render(generator, inputs)
+    shown = render(generator, inputs, tuned=tuned)
     ncol = max(len(shown), len(images))
     blank = torch.ones(ncol - len(shown), *small(shown).shape[1:])  # white: the inputs' row is padded
     save_grid(torch.cat([small(shown), blank, small(images)]), out / "grid.png", nrow=ncol)

@@ -7,6 +7,9 @@ For every readable image (optionally FFHQ-aligned first, with ``--align``): the 
   and ``latents/<name>.npy`` (``ws`` as float32), after every batch;
 * ``latents.pt`` (``{"names", "sources", "ws": [N, num_ws, w_dim]}``) and ``latents.npy`` for all images;
 * ``reconstructions/<name>.png`` at the generator's resolution (``refined/<name>.png`` with ``--refine``);
+* ``tuned/<name>.pt`` with ``--refine pti`` (pivotal tuning): the compact result, pivot + per-image generator
+  deltas (:func:`inversion.refine.load_tuned` renders it; ``inversion edit`` edits it); ``latents/`` then holds the
+  pivot;
 * ``aligned/<name>.png`` with ``--align``: what the encoder saw;
 * ``grid.png``: input | reconstruction (| refined), one row per image (the first ``--grid-images``);
 * ``summary.json``: settings, processed images, every skipped file with its reason, timings (rewritten after
@@ -36,6 +39,7 @@ from PIL import Image
 from .imageio import RESIZE_MODES, atomic_save, atomic_write_json, from_pil, read_rgb, resize_images, stack_rows, to_pil
 from .inverter import Inverter
 from .reconstruct import reconstruct
+from .refine import Tuner, TuneResult, save_tuned
 
 __all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config"]
 
@@ -97,14 +101,15 @@ def _center_square(img: Image.Image) -> Image.Image:
 
 
 def load_refine_config(name_or_path: str, overrides: Sequence[str] = ()) -> Any:
-    """``conf/refine/<name>.yaml`` (``none``, ``image2stylegan``, ``projector``, ``noise``) or a YAML file, composed
-    with ``conf/invert.yaml`` (so ``${paths.*}`` weight files resolve) and ``key=value`` overrides: ``num_steps=200``
-    sets ``refine.num_steps``; ``paths.vgg16=/w/vgg16.pth`` sets a weights file."""
+    """``conf/refine/<name>.yaml`` (``none``, ``image2stylegan``, ``projector``, ``noise``, ``pti``) or a YAML file,
+    composed with ``conf/invert.yaml`` (so ``${paths.*}`` weight files resolve) and ``key=value`` overrides:
+    ``num_steps=200`` sets ``refine.num_steps``; ``paths.vgg16=/w/vgg16.pth`` sets a weights file;
+    ``refine@refine.pivot=projector`` picks a nested config."""
     from omegaconf import OmegaConf
 
     from .config import compose, options
 
-    overrides = [o if o.startswith(("paths.", "refine.")) else f"refine.{o}" for o in overrides]
+    overrides = [o if o.startswith(("paths.", "refine.", "refine@")) else f"refine.{o}" for o in overrides]
     path = Path(name_or_path)
     if path.suffix:
         if not path.is_file():
@@ -148,6 +153,7 @@ def invert_images(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(output)
     dirs = {k: out / k for k in ("latents", "reconstructions", *(("refined",) if refiner else ()),
+                                   *(("tuned",) if isinstance(refiner, Tuner) else ()),
                                    *(("aligned",) if aligner else ()))}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
@@ -200,16 +206,22 @@ def invert_images(
         summary.seconds["invert"] += rec.invert_seconds
         summary.seconds["refine"] += sum(rec.refine_seconds.values())
         ws, images = rec.encoder.ws.float(), rec.encoder.images.float()
-        refined_ws, refined_images, noise = None, None, None
+        refined_ws, refined_images, noise, res = None, None, None, None
         if rec.refined:
             res = rec.refined["encoder"]
             refined_ws, refined_images, noise = res.ws.float(), res.images.float(), res.noise
         final_ws = refined_ws if refined_ws is not None else ws
+        tuned = isinstance(res, TuneResult)
         for j, (path, name, img) in enumerate(ready):
             record = {"ws": final_ws[j].cpu(), "noise": None if noise is None else [n[j].cpu() for n in noise],
                       "encoder_ws": ws[j].cpu(), "source": str(path), "checkpoint": checkpoint,
-                      "refined": refined_ws is not None}
+                      "refined": refined_ws is not None, "tuned": f"tuned/{name}.pt" if tuned else None}
             atomic_save(record, dirs["latents"] / f"{name}.pt")
+            entry: dict[str, Any] = {"name": name, "source": str(path)}
+            if tuned:
+                save_tuned(res, dirs["tuned"] / f"{name}.pt", G, index=j,
+                           meta={"source": str(path), "checkpoint": checkpoint})
+                entry["tuning"] = res.per_image()[j]
             np.save(dirs["latents"] / f"{name}.npy", final_ws[j].cpu().numpy().astype(np.float32))
             row = [img, to_pil(images[j])]
             row[1].save(dirs["reconstructions"] / f"{name}.png")
@@ -221,7 +233,7 @@ def invert_images(
             if len(grid_rows) < grid_images:
                 grid_rows.append([tile.resize((thumb_size, thumb_size), Image.LANCZOS) for tile in row])
             all_ws.append(final_ws[j].cpu())
-            summary.processed.append({"name": name, "source": str(path)})
+            summary.processed.append(entry)
         bar.update(len(ready))
         _write_summary(out, summary, finished=False)  # a crash later loses nothing written so far
     bar.close()

@@ -338,6 +338,25 @@ def test_refinement_reports_quality_vs_steps_for_both_seeds(tmp_path, restyle_ck
         evaluate(_cfg([*base, f"out_dir={out}", "refine.lr=0.1"]))
 
 
+def test_pti_reports_quality_vs_tuning_steps(tmp_path, restyle_ckpt):
+    """refine=pti in the evaluation: the same study (per-step table, reach table, plot) over tuning steps."""
+    out = tmp_path / "pti"
+    with pytest.warns(UserWarning, match="paths.lpips_alex"):  # no LPIPS weights here: MSE only, no early stop
+        result = evaluate(_cfg([f"checkpoint={restyle_ckpt}", "eval_data.split=smoke", "batch_size=2", *FAST,
+                                "refine=pti", "refine.num_steps=6", "refine.lr=0.003", "refine_eval.steps=[0,3]",
+                                f"out_dir={out}"]))
+    refine = result["metrics"]["refine"]
+    assert refine["steps"] == [0, 3, 6] and refine["per_step"]["encoder"][0]["mean"] == result["metrics"]["final"]
+    with open(out / "per_image_refine.csv") as f:
+        table = list(csv.DictReader(f))
+    for seed in ("encoder", "mean"):  # tuning lowers L2 on every image, around either pivot
+        rows = {(r["id"], int(r["step"])): float(r["l2"]) for r in table if r["seed"] == seed}
+        assert all(rows[(i, 6)] < rows[(i, 0)] for i, _ in rows), (seed, rows)
+    assert result["protocol"]["refine"]["config"]["_target_"] == "inversion.refine.Tuner"
+    report = (out / "report.md").read_text()
+    assert "Refinement: quality vs steps" in report and (out / "plots" / "refine_quality_vs_steps.png").is_file()
+
+
 def test_refinement_config_errors_before_work(tmp_path, restyle_ckpt):
     base = [f"checkpoint={restyle_ckpt}", "refine=projector", f"out_dir={tmp_path / 'o'}", *FAST]
     with pytest.raises(ValueError, match="refine_eval.seeds"):

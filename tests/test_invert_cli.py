@@ -17,6 +17,7 @@ from inversion import load_inverter
 from inversion.data import render_seeds
 from inversion.edit import load_latents, parse_layers
 from inversion.invert import collect_inputs, invert_images
+from inversion.refine import load_tuned
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = list(range(5000, 5008))  # not in demo_train / demo_val
@@ -107,6 +108,37 @@ def test_refinement_from_the_cli_improves_on_the_encoder(tmp_path, demo_export, 
         t = target[j].permute(1, 2, 0).numpy()
         assert ((ref - t) ** 2).mean() < 0.8 * ((enc - t) ** 2).mean()
     assert Image.open(out / "grid.png").size[0] == 3 * 256 + 2 * 2  # input | encoder | refined
+
+
+@pytest.mark.slow
+def test_pivotal_tuning_from_the_cli_writes_compact_results_that_edit(tmp_path, demo_export, generated):
+    out = tmp_path / "pti"
+    files = [str(generated["folder"] / f"seed{s}.png") for s in SEEDS[:2]]
+    r = _run("invert", "--checkpoint", str(demo_export), "--input", *files, "--output", str(out), "--refine", "pti",
+             "--refine-steps", "15", "--refine-size", "64", "--refine-set", "lr=0.003", "--no-progress",
+             "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    G = load_inverter(demo_export).generator
+    summary = json.loads((out / "summary.json").read_text())
+    for j, name in enumerate(["seed5000", "seed5001"]):
+        record = torch.load(out / "latents" / f"{name}.pt", weights_only=True)
+        tuned = load_tuned(out / record["tuned"], G)  # the pivot + this image's deltas, not a generator
+        assert torch.equal(tuned.ws[0], record["ws"]) and tuned.meta["source"] == files[j]
+        assert (out / record["tuned"]).stat().st_size < sum(p.numel() * 4 for p in G.parameters())
+        png = lambda f: torch.from_numpy(np.asarray(Image.open(f), dtype=np.float32) / 127.5 - 1)  # noqa: E731
+        rendered = tuned.render(G)[0].permute(1, 2, 0).clamp(-1, 1)
+        assert (png(out / "refined" / f"{name}.png") - rendered).abs().max() < 1.01 / 127.5  # one 8-bit level
+        t = generated["images"][j].permute(1, 2, 0)
+        enc = png(out / "reconstructions" / f"{name}.png")
+        assert (rendered - t).square().mean() < 0.8 * (enc - t).square().mean()
+        assert summary["processed"][j]["tuning"]["steps_taken"] == 15
+    np.save(tmp_path / "dir.npy", np.ones(64, dtype=np.float32))
+    r = _run("edit", "--checkpoint", str(demo_export), "--device", "cpu", "--size", "64", "--output",
+             str(tmp_path / "edit"), "direction", str(out / "tuned" / "seed5000.pt"), "--direction",
+             str(tmp_path / "dir.npy"), "--strength", "0", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    unchanged = png(tmp_path / "edit" / "direction_000.png")  # strength 0: the tuned reconstruction itself
+    assert (unchanged - png(out / "refined" / "seed5000.png")).abs().max() < 1.01 / 127.5
 
 
 def test_usage_errors_exit_2_with_a_message(tmp_path, demo_export):

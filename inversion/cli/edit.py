@@ -16,6 +16,7 @@ from inversion import edit as lib
 from inversion import editing
 from inversion.checkpoints import load_inverter
 from inversion.models import CheckpointError, Generator, load_generator
+from inversion.refine import TuneResult, is_tuned_file, load_tuned
 
 __all__ = ["build_parser", "main", "run_edit"]
 
@@ -94,15 +95,22 @@ def run_edit(args: argparse.Namespace, G: Generator) -> dict[str, torch.Tensor]:
     raise ValueError(f"unknown edit {args.edit!r}")
 
 
+def _tuned(args: argparse.Namespace, G: Generator) -> TuneResult | None:
+    """The first input's pivotal-tuning result when it is a ``tuned/<name>.pt`` file (else None)."""
+    first = next(getattr(args, k) for k in ("a", "w1", "w") if getattr(args, k, None))
+    return load_tuned(first, G) if is_tuned_file(first) else None
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "inversion edit") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
         G = _generator(args)
         latents = run_edit(args, G)
+        tuned = _tuned(args, G)
     except (FileNotFoundError, CheckpointError, ValueError, TypeError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     out = lib.save_edit(G, args.edit, latents["inputs"], latents["results"], args.output, size=args.size,
-                        duration_ms=getattr(args, "duration_ms", 100), settings=vars(args))
+                        duration_ms=getattr(args, "duration_ms", 100), settings=vars(args), tuned=tuned)
     print(f"{args.edit}: {len(latents['results'])} result(s) written to {out}", file=sys.stderr)
     return 0

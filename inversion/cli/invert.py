@@ -35,10 +35,11 @@ def build_parser(prog: str = "inversion invert") -> argparse.ArgumentParser:
     p.add_argument("--align-size", type=int, default=None, help="aligned crop size (default: the encoder size)")
     p.add_argument("--select", choices=("largest", "most_confident"), default="largest",
                    help="which face to keep when several are found")
-    p.add_argument("--refine", default=None, help="refine config: none, image2stylegan, projector, noise, or a YAML")
+    p.add_argument("--refine", default=None,
+                   help="refine config: none, image2stylegan, projector, noise, pti (pivotal tuning), or a YAML")
     p.add_argument("--refine-steps", type=int, default=None, help="override the refine config's num_steps")
     p.add_argument("--refine-set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="refine config overrides, e.g. paths.vgg16=/w/vgg16.pth lr=0.05")
+                   help="refine config overrides, e.g. paths.vgg16=/w/vgg16.pth lr=0.05 rank=8")
     p.add_argument("--refine-size", type=int, default=256, help="refinement compares images at this size")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-iters", type=int, default=None, help="ReStyle steps (default: the checkpoint's)")

@@ -180,9 +180,12 @@ def write_report(out_dir: str | os.PathLike, metrics: Mapping[str, Any], timing:
               f"![metrics vs iteration]({plot.relative_to(out_dir).as_posix()})", ""]
     refine = metrics["metrics"].get("refine")
     if refine is not None:
+        rcfg = protocol["refine"]["config"]
+        what = rcfg.get("space") or rcfg.get("name", "?")  # latent space, or "pti" (generator tuning)
+        if (rcfg.get("pivot") or {}).get("enabled"):
+            what += f", pivot: {rcfg['pivot'].get('name')} {rcfg['pivot'].get('num_steps')} steps"
         rplot = plot_refinement(refine, names, out_dir / REFINE_PLOT_FILE, encoder_final=metrics["metrics"]["final"],
-                                title=f"refinement ({protocol['refine']['config'].get('space', '?')}) on "
-                                      f"{data['split']}")
+                                title=f"refinement ({what}) on {data['split']}")
         lines += ["## Refinement: quality vs steps", "",
                   f"Refiner: `{protocol['refine']['config']}`; seeds: "
                   + ", ".join(SEED_LABELS[s] for s in refine["seeds"]) + ". Step 0 of the encoder-seeded run is the "
