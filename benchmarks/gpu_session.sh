@@ -2,9 +2,10 @@
 # The GPU measurements still missing from README.md, as one prepared script for a lent, offline GPU machine.
 # Results go under $OUT (default benchmarks/results/gpu_session): gpu.txt, one log per part, and every JSON the
 # benchmarks wrote packed in results_json.tgz (the device tool returns at most 8 files).
-#   bash benchmarks/gpu_session.sh all        # table, breakdown, then sweep, in that order, within $BUDGET_S seconds
+#   bash benchmarks/gpu_session.sh all        # table, breakdown, tune, sweep, in that order, within $BUDGET_S seconds
 #   bash benchmarks/gpu_session.sh table      # benchmarks/run.py: the performance table beside the official figures
 #   bash benchmarks/gpu_session.sh breakdown  # benchmarks/breakdown.py: where the pSp / ReStyle step time goes
+#   bash benchmarks/gpu_session.sh tune       # benchmarks/tune.py --lpips: batched pivotal tuning speed
 #   bash benchmarks/gpu_session.sh sweep      # benchmarks/run.py --sweep: every fast-path switch with its guard
 #   bash benchmarks/gpu_session.sh selfinv    # the 1024 px refinement study: train 500 steps, evaluate with refine
 # Packages: the machine needs torch, torchvision, pytorch-lightning, torchmetrics, matplotlib, scipy, tqdm and pillow
@@ -69,6 +70,10 @@ part() {  # part NAME SECONDS: run one part under a time limit; a part cut short
       { lim python3 -m benchmarks.breakdown "${args[@]}" && \
           lim python3 -m benchmarks.breakdown "${args[@]}" --method ReStyle-pSp-5; } 2>&1 \
         | tee "$out/breakdown.log" || rc=$? ;;
+    tune)
+      local args=()
+      [ ${#quick[@]} -gt 0 ] && args=(--repeats 1 --steps 2)
+      lim python3 -m benchmarks.tune --lpips "${args[@]}" 2>&1 | tee "$out/tune.log" || rc=$? ;;
     sweep)
       lim python3 -m benchmarks.run --sweep "${quick[@]}" 2>&1 | tee "$out/sweep.log" || rc=$? ;;
     selfinv)
@@ -88,7 +93,7 @@ part() {  # part NAME SECONDS: run one part under a time limit; a part cut short
           cp "outputs/evaluate/selfinv_1024/$f" "$out/selfinv_$(basename "$f")"
         fi
       done ;;
-    *) echo "usage: $0 all|table|breakdown|sweep|selfinv" >&2; exit 2 ;;
+    *) echo "usage: $0 all|table|breakdown|tune|sweep|selfinv" >&2; exit 2 ;;
   esac
   pack
   [ "$rc" -eq 0 ] || echo "part $name ended with status $rc (124 or 137: cut at its time limit)" >&2
@@ -98,7 +103,7 @@ part() {  # part NAME SECONDS: run one part under a time limit; a part cut short
 what="${1:-all}"
 if [ "$what" = all ]; then
   deadline=$((SECONDS + ${BUDGET_S:-510}))
-  for name in table breakdown sweep; do
+  for name in table breakdown tune sweep; do
     left=$((deadline - SECONDS))
     if [ "$left" -lt 30 ]; then echo "part $name skipped: the time budget is spent" >&2; continue; fi
     part "$name" "$left"
