@@ -4,6 +4,7 @@ from .build import build_inverter
 from .checkpoints import load_inverter, save_inverter
 from .inverter import InversionResult, Inverter
 from .models import CheckpointError, Generator, demo_generator, load_generator
+from .refine import load_tuned, save_tuned
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,8 @@ __all__ = [
     "demo_generator",
     "load_generator",
     "load_inverter",
+    "load_tuned",
     "save_inverter",
+    "save_tuned",
     "__version__",
 ]

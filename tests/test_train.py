@@ -334,6 +334,8 @@ def test_collaborative_mode_trains_and_logs_its_latent_loss(tmp_path, captured):
 def test_collaborative_mode_needs_a_refiner(tmp_path):
     with pytest.raises(ValueError, match="needs a refiner"):
         run_training(_cfg(tmp_path, *TINY_RUN, "collaborative.weight=1.0"))
+    with pytest.raises(ValueError, match="needs a latent refiner"):  # pivotal tuning does not move the latents
+        run_training(_cfg(tmp_path, *TINY_RUN, "collaborative.weight=1.0", "refine=pti"))
 
 
 def test_fast_path_switches_train_and_keep_checkpoint_keys(tmp_path, captured):

@@ -25,7 +25,7 @@ from ..config import instantiate as instantiate_surfacing
 from ..data import EpochSeededSampler, collate_skip_none
 from ..imageio import resize_images
 from ..losses import LossTerm, build_terms
-from ..refine import build_refiner
+from ..refine import Refiner, build_refiner
 from .callbacks import AtomicCheckpointIO, ExportInverter
 from .module import Collaborative, InversionModule
 
@@ -98,6 +98,9 @@ def build_collaborative(cfg: DictConfig) -> Collaborative | None:
     if refiner is None:
         raise ValueError("collaborative.weight > 0 needs a refiner: choose refine=image2stylegan|projector|noise "
                          "(or use experiment=collaborative_demo / collaborative_psp_ffhq)")
+    if not isinstance(refiner, Refiner):  # pivotal tuning fits the generator, not the latents the encoder learns
+        raise ValueError(f"collaborative learning needs a latent refiner (refine=image2stylegan|projector|noise); "
+                         f"refine={cfg.refine.get('name')} builds a {type(refiner).__name__}")
     return Collaborative(refiner=refiner, weight=float(collab.weight), steps=int(collab.steps),
                          every_n_steps=int(collab.every_n_steps))
 
