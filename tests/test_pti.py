@@ -160,4 +160,9 @@ def test_pti_config_builds_a_tuner_with_a_projector_pivot():
         build_refiner(compose("invert", ["refine=pti", "refine@refine.pivot=projector", "refine.num_steps=5"]).refine)
     with pytest.raises(ValueError, match="unknown keys"):
         build_refiner(compose("invert", ["refine=pti", "+refine.space=w"]).refine)
+    from inversion.models import StyleGAN3Generator
+
+    sg3 = StyleGAN3Generator(z_dim=8, w_dim=8, img_resolution=16, channel_base=64, channel_max=8)
+    with pytest.raises(ValueError, match="needs a StyleGAN2 generator"):  # not yet: issue 17
+        tune_generator(sg3, torch.zeros(1, 3, 16, 16), torch.zeros(1, sg3.num_ws, 8), num_steps=1, **KW)
     assert math.isfinite(float(r.curves["total"][-1].sum()))

@@ -8,7 +8,9 @@ Supported:
 * pSp / e4e / ReStyle checkpoints — the generator under ``state_dict['decoder.*']``, ``latent_avg`` → ``w_avg``.
 * NVIDIA stylegan2-ada-pytorch ``.pkl`` — ``G_ema``, read with a restricted unpickler that executes nothing
   (:mod:`inversion.models.safe_unpickle`) and converted key by key (:mod:`inversion.models.nvidia_convert`).
-  StyleGAN3 pickles raise ``NotImplementedError``.
+* NVIDIA StyleGAN3 ``.pkl`` (configs T and R) — ``G_ema`` read the same way into
+  :class:`~inversion.models.stylegan3.StyleGAN3Generator`, which has NVIDIA's constructor keywords and key names:
+  the pickle's ``_init_kwargs`` build it and its tensors load strictly, unchanged.
 
 Every generator is loaded strictly (:func:`~inversion.models.state.load_state_strict`); ``latent_avg`` is read by
 :func:`~inversion.models.state.normalize_latent_avg`.
@@ -28,6 +30,7 @@ import torch
 
 from .state import CheckpointError, load_state_strict, normalize_latent_avg
 from .stylegan2 import Generator
+from .stylegan3 import StyleGAN3Generator
 
 __all__ = [
     "load_generator",
@@ -35,6 +38,7 @@ __all__ = [
     "generator_from_state_dict",
     "infer_generator_kwargs",
     "sniff_format",
+    "stylegan3_from_pickle_data",
     "torch_load",
     "demo_generator",
 ]
@@ -168,12 +172,41 @@ def generator_from_checkpoint(obj: Any, path: str | os.PathLike) -> Generator:
     return G
 
 
-def _load_ada_generator(path: Path) -> Generator:
+def _load_ada_generator(path: Path) -> Generator | StyleGAN3Generator:
     from .nvidia_convert import convert_ada_generator
     from .safe_unpickle import read_ada_pickle
 
-    state, kwargs = convert_ada_generator(read_ada_pickle(path))
+    ada = read_ada_pickle(path)
+    if ada["kind"] == "stylegan3":
+        return stylegan3_from_pickle_data(ada, f"{path} (G_ema)")
+    state, kwargs = convert_ada_generator(ada)
     return generator_from_state_dict(state, None, f"{path} (G_ema)", generator_kwargs=kwargs)
+
+
+def stylegan3_from_pickle_data(ada: dict[str, Any], source: str) -> StyleGAN3Generator:
+    """A :class:`StyleGAN3Generator` from :func:`~inversion.models.safe_unpickle.read_ada_pickle`'s output: built
+    from the pickle's init kwargs (an option we do not have is a ``NotImplementedError`` naming it), weights
+    loaded strictly (a missing, unexpected or mis-shaped tensor is a ``CheckpointError`` naming it)."""
+    import inspect
+
+    kwargs = dict(ada["init_kwargs"])
+    kwargs.pop("class_name", None)
+    allowed = set(inspect.signature(StyleGAN3Generator).parameters)
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise NotImplementedError(f"{source}: StyleGAN3 generator option(s) {unknown} are not supported "
+                                  f"(supported: {sorted(allowed)})")
+    mapping = dict(kwargs.get("mapping_kwargs") or {})
+    from .stylegan3 import MappingNetwork
+
+    m_allowed = set(inspect.signature(MappingNetwork).parameters) - {"z_dim", "c_dim", "w_dim", "num_ws"}
+    m_unknown = sorted(set(mapping) - m_allowed)
+    if m_unknown:
+        raise NotImplementedError(f"{source}: StyleGAN3 mapping option(s) {m_unknown} are not supported "
+                                  f"(supported: {sorted(m_allowed)})")
+    G = StyleGAN3Generator(**kwargs)
+    load_state_strict(G, ada["state_dict"], source)
+    return G
 
 
 def load_generator(
@@ -183,8 +216,9 @@ def load_generator(
     img_resolution: int | None = None,  # Expected output resolution (error if the file differs).
     num_ws: int | None = None,  # Expected number of W+ layers (error if the file differs).
     w_dim: int | None = None,  # Expected W dimensionality (error if the file differs).
-) -> Generator:
-    """Load a frozen StyleGAN2 generator (eval mode, ``requires_grad=False``) from a local file.
+) -> Generator | StyleGAN3Generator:
+    """Load a frozen generator (eval mode, ``requires_grad=False``) from a local file: StyleGAN2, or StyleGAN3
+    from an NVIDIA pickle.
 
     The format is detected from the bytes: rosinality / pSp-family torch files or NVIDIA pickles.
     """

@@ -354,21 +354,21 @@ def _is_stylegan3(record: ModuleRecord) -> bool:
 
 
 def read_ada_pickle(path: str | os.PathLike) -> dict[str, Any]:
-    """Read ``G_ema`` from an NVIDIA pickle: ``{"state_dict", "init_kwargs", "class_name"}``.
+    """Read ``G_ema`` from an NVIDIA pickle: ``{"state_dict", "init_kwargs", "class_name", "kind"}``.
 
-    ``state_dict`` has ada's own key names (``mapping.fc0.weight``, ``mapping.w_avg``, ``synthesis.b4.const``,
-    ``synthesis.b8.conv0.noise_const``, ``...resample_filter``, ...). StyleGAN3 pickles raise
-    ``NotImplementedError``.
+    ``state_dict`` has NVIDIA's own key names (stylegan2-ada: ``mapping.fc0.weight``, ``mapping.w_avg``,
+    ``synthesis.b4.const``, ``synthesis.b8.conv0.noise_const``, ...; StyleGAN3: ``synthesis.input.freqs``,
+    ``synthesis.L0_36_512.weight``, ...). ``kind`` is ``"stylegan3"`` (a ``SynthesisInput`` / ``L<i>_<r>_<c>``
+    layers) or ``"stylegan2"``.
     """
     data = load_ada_pickle(path)
     g = data.get("G_ema")
     if not isinstance(g, ModuleRecord):
         keys = sorted(map(str, data))
         raise ValueError(f"{path}: no 'G_ema' network in this pickle (top-level keys: {keys})")
-    if _is_stylegan3(g):
-        raise NotImplementedError(f"StyleGAN3 pickles are not supported yet: {path}")
     return {
         "state_dict": record_state_dict(g),
         "init_kwargs": _plain(g.state.get("_init_kwargs") or {}),
         "class_name": g.class_name,
+        "kind": "stylegan3" if _is_stylegan3(g) else "stylegan2",
     }

@@ -267,6 +267,9 @@ def tune_generator(
     ws = ws_pivot.detach().to(device, torch.float32)
 
     base = {n: p.detach() for n, p in G.named_parameters() if n.startswith(_PREFIXES)}
+    if not base:
+        raise ValueError(f"pivotal tuning needs a StyleGAN2 generator (inversion.models.Generator); "
+                         f"{type(G).__name__} has none of its synthesis parameters")
     gen = torch.Generator().manual_seed(seed)
     train: dict[str, torch.Tensor] = {}  # the optimised tensors, [B, ...]
     kinds: dict[str, str] = {}
