@@ -322,3 +322,31 @@ def test_unsupported_options_and_code_in_stylegan3_pickles(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="system"):
         load_generator(evil)
     assert not pwned.exists() and not marker.exists()
+
+
+# --------------------------------------------------------------------------- encoders over StyleGAN3
+
+
+def test_restyle_trains_against_a_tiny_stylegan3(tmp_path):
+    """A demo-size ReStyle-pSp (2 steps per batch) trains against a seeded 32 px StyleGAN3-T (num_ws 16) through
+    the normal train.py path; over 50 steps the validation L2 falls (measured 0.062 -> 0.055 on CPU)."""
+    from inversion import load_inverter
+    from inversion.config import compose
+    from inversion.models import demo_stylegan3
+    from inversion.training import train
+
+    cfg = compose("train", [
+        "experiment=demo", "generator=demo_sg3", "encoder=restyle_psp", "encoder.net.input_size=32",
+        "encoder.net.channels=[16,16,32,32]", "encoder.num_iters=2", "generator.img_resolution=32",
+        "generator.channel_max=16", "module.loss_size=32", "data.batch_size=2", "trainer.max_steps=50",
+        "trainer.val_check_interval=50", "trainer.limit_val_batches=1", "module.image_every_n_steps=0",
+        "callbacks.checkpoint.every_n_train_steps=50", f"output_dir={tmp_path}"])
+    summary = train(cfg)
+    assert summary["global_step"] == 50 and summary["nonfinite_steps"] == 0
+    assert summary["val_l2_end"] < 0.95 * summary["val_l2_start"], summary
+    inv = load_inverter(summary["export"])  # the export names the seeded generator: rebuilt exactly
+    assert isinstance(inv.generator, StyleGAN3Generator)
+    ref = demo_stylegan3(img_resolution=32, channel_max=16)
+    assert all(torch.equal(a, b) for a, b in zip(inv.generator.state_dict().values(), ref.state_dict().values()))
+    out = inv.invert(torch.zeros(1, 3, 32, 32))
+    assert out.ws.shape == (1, 16, 64) and out.images.shape == (1, 3, 32, 32)

@@ -41,6 +41,7 @@ __all__ = [
     "stylegan3_from_pickle_data",
     "torch_load",
     "demo_generator",
+    "demo_stylegan3",
 ]
 
 WEIGHTS_HINT = (
@@ -266,4 +267,45 @@ def demo_generator(
         std = torch.cat([G(zb.to(device)).flatten() for zb in z.split(64)]).std().item()
         for rgb in [G.to_rgb1, *G.to_rgbs]:
             rgb.conv.weight.mul_(output_std / std)
+    return G
+
+
+def demo_stylegan3(
+    *,
+    img_resolution: int = 64,  # Output resolution.
+    z_dim: int = 64,  # Z dimensionality.
+    w_dim: int = 64,  # W dimensionality.
+    channel_base: int = 1024,  # NVIDIA's channel_base (channels = channel_base / 2 / cutoff, capped).
+    channel_max: int = 32,  # Feature channels at most.
+    use_radial_filters: bool = False,  # Config R (radial down filters, 1x1 convolutions) instead of T.
+    seed: int = 0,  # Seed of the weights: same seed, same generator, on any machine.
+    output_std: float = 0.5,  # Output scale calibrated so images have this std.
+    calibration_samples: int = 16,  # Samples that set the magnitude EMAs and the output scale.
+    device: torch.device | str = "cpu",
+) -> StyleGAN3Generator:
+    """A small StyleGAN3 (config T, or R) built deterministically from a seed, for CPU demos and tests.
+
+    Random weights with NVIDIA's initialisation; ``w_avg`` is the mean of 10,000 seeded mapping outputs; every
+    layer's ``magnitude_ema`` (which NVIDIA's training tracks; ones in a fresh network) is set from one seeded
+    batch, layer by layer, and ``output_scale`` so that images have ``output_std`` on average.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = StyleGAN3Generator(z_dim=z_dim, c_dim=0, w_dim=w_dim, img_resolution=img_resolution, img_channels=3,
+                               channel_base=channel_base, channel_max=channel_max,
+                               conv_kernel=1 if use_radial_filters else 3, use_radial_filters=use_radial_filters)
+    G = G.eval().requires_grad_(False).to(device)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(10_000, z_dim, generator=gen).to(device)
+        G.mapping.w_avg.copy_(torch.cat([G.mapping(zb)[:, 0] for zb in z.split(2_000)]).mean(0))
+        ws = G.mapping(torch.randn(calibration_samples, z_dim, generator=gen).to(device))
+        layers = [getattr(G.synthesis, n) for n in G.synthesis.layer_names]
+        betas = [layer.magnitude_ema_beta for layer in layers]
+        for layer in layers:
+            layer.magnitude_ema_beta = 0.0  # the EMA becomes this batch's input magnitude, used at once
+        G.synthesis(ws, update_emas=True)
+        for layer, beta in zip(layers, betas):
+            layer.magnitude_ema_beta = beta
+        G.synthesis.output_scale *= output_std / G.synthesis(ws).std().item()
     return G

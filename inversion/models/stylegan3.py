@@ -462,6 +462,12 @@ class StyleGAN3Generator(nn.Module):
         """``w_avg + psi * (ws - w_avg)`` on layers < ``truncation_cutoff`` (NVIDIA's ``lerp``)."""
         return self.mapping.truncate(ws, truncation_psi, truncation_cutoff)
 
+    def set_modconv(self, fused: bool = True) -> StyleGAN3Generator:
+        """StyleGAN2's switch (:meth:`Generator.set_modconv`); StyleGAN3's modulated convs are always fused."""
+        if not fused:
+            raise ValueError("StyleGAN3Generator computes its modulated convolutions fused only (fused_modconv=true)")
+        return self
+
     def set_separable_filters(self, separable: bool = True) -> StyleGAN3Generator:
         """Run separable low-pass filters as 1-D passes (True) or as one 2-D pass (False, the default, faster on
         CPU); same outputs. Returns ``self``."""
