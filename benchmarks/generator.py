@@ -1,7 +1,8 @@
-"""Generator forward and forward+backward-to-ws time (random config-f weights).
+"""Generator forward and forward+backward-to-ws time (random config-f weights; or StyleGAN3 T / R).
 
     python -m benchmarks.generator                      # 1024 px on CUDA, 64 px on CPU
     python -m benchmarks.generator --resolution 1024 --batch-sizes 1 8 --repeats 20
+    python -m benchmarks.generator --arch stylegan3-r --batch-sizes 8   # NVIDIA's FFHQ StyleGAN3-R widths
 
 Prints ms per batch and per image and writes benchmarks/results/generator-<device>.json.
 Not a test: timings depend on the machine. The plain fp32 path is what is timed.
@@ -25,6 +26,11 @@ from benchmarks.common import (
 )
 from inversion.inverter import AUTOCAST_DTYPES
 
+# NVIDIA's train.py widths: T cbase 32768 / cmax 512; R doubles both, 1x1 convs and radial filters.
+ARCHS = {"stylegan2": {}, "stylegan3-t": {"channel_base": 32768, "channel_max": 512},
+         "stylegan3-r": {"channel_base": 65536, "channel_max": 1024, "conv_kernel": 1, "use_radial_filters": True}}
+ARCHS_LABEL = {"stylegan2": "StyleGAN2 config-f", "stylegan3-t": "StyleGAN3-T", "stylegan3-r": "StyleGAN3-R"}
+
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +42,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--unfused-modconv", action="store_true",
                    help="modulated convs as activation scaling + shared conv + demodulation (Generator.set_modconv)")
     p.add_argument("--autocast", choices=["bfloat16", "float16"], default=None, help="run under torch.autocast")
+    p.add_argument("--arch", choices=list(ARCHS), default="stylegan2",
+                   help="stylegan2 (config-f) or StyleGAN3 T / R with NVIDIA's FFHQ widths (plain PyTorch)")
     args = p.parse_args(argv)
     amp = AUTOCAST_DTYPES.get(args.autocast)
     device = torch.device(args.device)
@@ -45,7 +53,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
     fast_gpu_defaults(device)
 
-    G = frozen_generator(res, 1.0, device).set_modconv(not args.unfused_modconv)
+    if args.arch == "stylegan2":
+        G = frozen_generator(res, 1.0, device)
+    else:
+        from inversion.models import StyleGAN3Generator
+
+        G = StyleGAN3Generator(img_resolution=res, **ARCHS[args.arch]).eval().requires_grad_(False).to(device)
+    G.set_modconv(not args.unfused_modconv)
     ctx = lambda: torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     rows = []
     for batch in args.batch_sizes:
@@ -75,20 +89,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
             reset_peak_memory(device)
             t = time_fn(fn, device, warmup=warmup, repeats=repeats)
             rows.append({
-                "what": name, "resolution": res, "batch": batch,
+                "what": name, "arch": args.arch, "resolution": res, "batch": batch,
                 "ms_per_batch": 1e3 * t["median_s"], "ms_per_image": 1e3 * t["median_s"] / batch,
                 "peak_gib": peak_memory_gib(device), "rel_error_vs_fp32": guard,
                 "fused_modconv": not args.unfused_modconv, "autocast": args.autocast, **t,
             })
     mode = " + ".join([*([f"autocast {args.autocast}"] if amp else []),
                        *(["unfused modconv"] if args.unfused_modconv else [])]) or "fp32"
-    print(f"StyleGAN2 config-f generator, {res} px, {mode}, random weights — {device_name(device)}")
+    print(f"{ARCHS_LABEL[args.arch]} generator, {res} px, {mode}, random weights — {device_name(device)}")
     print(f"{'what':<26}{'batch':>6}{'ms/batch':>12}{'ms/image':>12}{'peak GiB':>10}{'rel err':>10}")
     for r in rows:
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         err = "-" if r["rel_error_vs_fp32"] is None else f"{r['rel_error_vs_fp32']:.1e}"
         print(f"{r['what']:<26}{r['batch']:>6}{r['ms_per_batch']:>12.1f}{r['ms_per_image']:>12.1f}{peak:>10}{err:>10}")
     name = "generator" if mode == "fp32" else "generator-" + "".join(c if c.isalnum() else "_" for c in mode)
+    name += "" if args.arch == "stylegan2" else f"-{args.arch}"
     path = save_results(name, device, rows)
     print(f"wrote {path}")
     return rows

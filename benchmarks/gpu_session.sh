@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_session.sh all        # table, breakdown, tune, sweep, in that order, within $BUDGET_S seconds
 #   bash benchmarks/gpu_session.sh table      # benchmarks/run.py: the performance table beside the official figures
 #   bash benchmarks/gpu_session.sh breakdown  # benchmarks/breakdown.py: where the pSp / ReStyle step time goes
-#   bash benchmarks/gpu_session.sh tune       # benchmarks/tune.py --lpips: batched pivotal tuning speed
+#   bash benchmarks/gpu_session.sh tune       # benchmarks/tune.py --lpips (batched pivotal tuning), StyleGAN3 T/R rows
 #   bash benchmarks/gpu_session.sh sweep      # benchmarks/run.py --sweep: every fast-path switch with its guard
 #   bash benchmarks/gpu_session.sh selfinv    # the 1024 px refinement study: train 500 steps, evaluate with refine
 # Packages: the machine needs torch, torchvision, pytorch-lightning, torchmetrics, matplotlib, scipy, tqdm and pillow
@@ -71,9 +71,12 @@ part() {  # part NAME SECONDS: run one part under a time limit; a part cut short
           lim python3 -m benchmarks.breakdown "${args[@]}" --method ReStyle-pSp-5; } 2>&1 \
         | tee "$out/breakdown.log" || rc=$? ;;
     tune)
-      local args=()
-      [ ${#quick[@]} -gt 0 ] && args=(--repeats 1 --steps 2)
-      lim python3 -m benchmarks.tune --lpips "${args[@]}" 2>&1 | tee "$out/tune.log" || rc=$? ;;
+      local args=() gargs=()
+      [ ${#quick[@]} -gt 0 ] && args=(--repeats 1 --steps 2) && gargs=(--repeats 1 --warmup 0 --resolution 64)
+      { lim python3 -m benchmarks.tune --lpips "${args[@]}" && \
+          lim python3 -m benchmarks.generator --arch stylegan3-t --batch-sizes 8 "${gargs[@]}" && \
+          lim python3 -m benchmarks.generator --arch stylegan3-r --batch-sizes 8 "${gargs[@]}"; } 2>&1 \
+        | tee "$out/tune.log" || rc=$? ;;
     sweep)
       lim python3 -m benchmarks.run --sweep "${quick[@]}" 2>&1 | tee "$out/sweep.log" || rc=$? ;;
     selfinv)

@@ -125,3 +125,14 @@ def test_roofline_runs_small_and_writes_its_totals(tmp_path, capsys):
     assert all(row["floors"]["memory_ms_eager_fp32"] > row["floors"]["memory_ms_unfusable_fp32"] for row in t.values())
     assert json.loads((tmp_path / "roofline.json").read_text())["batch"] == 2
     assert "Counted on the meta device" in capsys.readouterr().out
+
+
+def test_generator_benchmark_has_stylegan3_rows(capsys):
+    """benchmarks.generator --arch stylegan3-t / -r times NVIDIA's FFHQ widths (here at 16 px, one repeat)."""
+    from benchmarks.generator import main
+
+    for arch in ("stylegan3-t", "stylegan3-r"):
+        rows = main(["--arch", arch, "--resolution", "16", "--batch-sizes", "1", "--repeats", "1", "--warmup", "0"])
+        assert [r["what"] for r in rows] == ["forward", "forward+backward to ws"]
+        assert all(r["arch"] == arch and r["ms_per_image"] > 0 for r in rows)
+    assert "StyleGAN3-R generator, 16 px" in capsys.readouterr().out

@@ -350,3 +350,25 @@ def test_restyle_trains_against_a_tiny_stylegan3(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(inv.generator.state_dict().values(), ref.state_dict().values()))
     out = inv.invert(torch.zeros(1, 3, 32, 32))
     assert out.ws.shape == (1, 16, 64) and out.images.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("arch", ["t", "r"])
+def test_generator_configs_for_the_released_pickles(tmp_path, arch):
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from inversion.config import compose
+    from inversion.models import CheckpointError
+
+    cfg = compose("sample", [f"generator=stylegan3_{arch}_ffhq_1024"])
+    assert (cfg.generator.img_resolution, cfg.generator.num_ws, cfg.generator.w_dim) == (1024, 16, 512)
+    with pytest.raises((FileNotFoundError, InstantiationException), match=f"paths.stylegan3_{arch}_ffhq"):
+        instantiate(cfg.generator)
+    path, _, _, _ = _write(tmp_path, T_KW if arch == "t" else R_KW)
+    cfg = compose("sample", [f"generator=stylegan3_{arch}_ffhq_1024", f"paths.stylegan3_{arch}_ffhq={path}"])
+    with pytest.raises((CheckpointError, InstantiationException), match="resolution 64 in the file, 1024"):
+        instantiate(cfg.generator)
+    cfg = compose("sample", [f"generator=stylegan3_{arch}_ffhq_1024", f"paths.stylegan3_{arch}_ffhq={path}",
+                             "generator.img_resolution=64", "generator.w_dim=16"])
+    G = instantiate(cfg.generator)
+    assert isinstance(G, StyleGAN3Generator) and G.num_ws == 16

@@ -46,7 +46,8 @@ __all__ = [
 
 WEIGHTS_HINT = (
     "Get the FFHQ config-f generator 'stylegan2-ffhq-config-f.pt' from the pSp / e4e / ReStyle model links "
-    "(rosinality format), or an NVIDIA stylegan2-ada-pytorch 'network-snapshot-*.pkl', and pass its local path."
+    "(rosinality format), an NVIDIA stylegan2-ada-pytorch 'network-snapshot-*.pkl' or an NVIDIA StyleGAN3 "
+    "'stylegan3-{t,r}-*.pkl', and pass its local path."
 )
 
 
@@ -223,12 +224,13 @@ def load_generator(
 
     The format is detected from the bytes: rosinality / pSp-family torch files or NVIDIA pickles.
     """
-    if path is None:  # a config whose paths.stylegan2_* is unset
-        raise FileNotFoundError("no StyleGAN2 generator file given (path is null): set paths.stylegan2_ffhq / "
-                                f"paths.stylegan2_256 (or generator.path) to a local file. {WEIGHTS_HINT}")
+    if path is None:  # a config whose paths.stylegan* key is unset
+        raise FileNotFoundError("no generator file given (path is null): set the generator config's paths key "
+                                "(paths.stylegan2_ffhq, paths.stylegan2_256, paths.stylegan3_t_ffhq or "
+                                f"paths.stylegan3_r_ffhq) or generator.path to a local file. {WEIGHTS_HINT}")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"StyleGAN2 generator file not found: {path}. {WEIGHTS_HINT}")
+        raise FileNotFoundError(f"generator file not found: {path}. {WEIGHTS_HINT}")
     fmt = sniff_format(path)
     G = generator_from_checkpoint(torch_load(path), path) if fmt == "torch" else _load_ada_generator(path)
     _check_expectations(G, path, img_resolution, num_ws, w_dim)
