@@ -76,6 +76,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -
 
             overrides = list(args.refine_set) + ([f"num_steps={args.refine_steps}"] if args.refine_steps else [])
             refiner = build_refiner(lib.load_refine_config(args.refine, overrides), device=device)
+            from inversion.refine import Tuner, tuned_parameter_names
+
+            if isinstance(refiner, Tuner) and not tuned_parameter_names(inverter.generator):
+                raise ValueError(f"--refine {args.refine}: pivotal tuning needs a StyleGAN2 generator; this "
+                                 f"checkpoint's is a {type(inverter.generator).__name__}")
         aligner = None
         if args.align:
             from inversion.align import FaceAligner

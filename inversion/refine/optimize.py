@@ -194,6 +194,9 @@ def _refine(
     device = target.device
     n = target.shape[0]
     with_noise = (space == "w+noise") if optimize_noise is None else bool(optimize_noise)
+    if with_noise and not hasattr(generator, "noise_shapes"):
+        raise ValueError(f"{type(generator).__name__} has no noise inputs (StyleGAN3): refine in space 'w' or 'w+' "
+                         "with optimize_noise=false (refine=image2stylegan, or refine.optimize_noise=false)")
     losses = dict(losses) if losses is not None else {"mse": (1.0, _default_mse())}
     if not losses:
         raise ValueError("losses must not be empty")
