@@ -4,6 +4,13 @@ Official files (``psp_ffhq_encode.pt``, ``e4e_ffhq_encode.pt``, ``restyle_psp_ff
 ``restyle_e4e_ffhq_encode.pt``) are dicts with ``state_dict`` (``encoder.*``, ``decoder.*``), ``latent_avg``
 and ``opts``. Their encoder keys equal ours, so the mapping is a prefix strip, checked key by key.
 
+The encoders of ``yuval-alaluf/stylegan3-editing`` (ReStyle-pSp / ReStyle-e4e over StyleGAN3:
+``restyle_pSp_ffhq.pt``, ``restyle_e4e_ffhq.pt``) have the same layout, with the full NVIDIA StyleGAN3 ``Generator``
+state dict under ``decoder.*``, ``latent_avg`` = its ``w_avg`` [512] and ``opts`` holding ``pathlib`` paths. They are
+recognised by their decoder keys (``decoder.synthesis.input.*`` / ``decoder.synthesis.L<i>_<size>_<ch>.*``); the
+generator's constructor arguments are inferred from the tensors (:mod:`inversion.models.sg3_infer`) and its
+batch-shaped ``synthesis.input.transform`` is replaced by the identity, as their encoders render.
+
 Our export (:func:`save_inverter`) holds the encoder's class and keyword arguments, its weights,
 ``latent_avg``, the inverter settings and a *reference* to the generator (its config), not a copy of it.
 """
@@ -13,6 +20,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import pathlib
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +29,11 @@ import torch
 from .imageio import atomic_save
 from .inverter import Inverter
 from .models.loading import generator_from_checkpoint, sniff_format, torch_load
+from .models.sg3_infer import is_stylegan3_state, stylegan3_from_state_dict
 from .models.state import CheckpointError, import_target, load_state_strict, normalize_latent_avg
 
-__all__ = ["load_inverter", "save_inverter", "inverter_from_official", "OFFICIAL_ENCODERS", "INVERTER_FORMAT"]
+__all__ = ["load_inverter", "save_inverter", "inverter_from_official", "inverter_from_stylegan3_editing",
+           "OFFICIAL_ENCODERS", "INVERTER_FORMAT", "load_checkpoint_dict"]
 
 INVERTER_FORMAT = "inversion.inverter/v1"  # the 'format' entry of our export (save_inverter)
 
@@ -65,9 +75,24 @@ def _infer_body(enc: dict[str, torch.Tensor], resnet: bool, source: str) -> dict
     return {"channels": channels, **extra}
 
 
-def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
-    """Build an :class:`Inverter` from a loaded official pSp / e4e / ReStyle checkpoint dict."""
-    source = str(path)
+# pathlib classes pickled inside stylegan3-editing's opts (dataclasses.asdict of options with Path fields). They are
+# read as the *pure* path classes (which do no I/O and build on any OS), under the names the pickle uses.
+_PATH_GLOBALS: list[tuple[type, str]] = [
+    (cls, f"{module}.{name}")
+    for module in ("pathlib", "pathlib._local")
+    for name, cls in (("PosixPath", pathlib.PurePosixPath), ("PurePosixPath", pathlib.PurePosixPath),
+                      ("WindowsPath", pathlib.PureWindowsPath), ("PureWindowsPath", pathlib.PureWindowsPath))
+]
+
+
+def load_checkpoint_dict(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)`` (no code execution) that also reads ``pathlib`` paths (as pure paths): the
+    only non-tensor, non-plain objects the official checkpoints hold. Nothing else is allow-listed."""
+    with torch.serialization.safe_globals(_PATH_GLOBALS):
+        return torch_load(path)
+
+
+def _check_official(ckpt: dict, source: str) -> tuple[dict, dict, str]:
     opts = ckpt.get("opts")
     state = ckpt.get("state_dict")
     if not isinstance(opts, dict) or not isinstance(state, dict):
@@ -79,20 +104,38 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
     other = sorted({k.split(".")[0] for k in state} - {"encoder", "decoder"})
     if other:
         raise CheckpointError(f"{source}: unexpected state_dict prefixes {other} (expected encoder.*, decoder.*)")
+    return opts, state, enc_type
+
+
+def _official_encoder(state: dict, enc_type: str, in_channels: int, num_ws: int, w_dim: int,
+                      source: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The encoder of an official checkpoint (widths inferred from ``encoder.*``), loaded strictly."""
+    target, _ = OFFICIAL_ENCODERS[enc_type]
+    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    kwargs: dict[str, Any] = dict(num_ws=num_ws, w_dim=w_dim, in_channels=in_channels, input_size=256)
+    kwargs.update(_infer_body(enc_state, "ResNet" in enc_type, source))
+    encoder = import_target(target, source)(**kwargs)
+    load_state_strict(encoder, enc_state, source, what="encoder weights")
+    return encoder, {"_target_": target, **kwargs}
+
+
+def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
+    """Build an :class:`Inverter` from a loaded official pSp / e4e / ReStyle checkpoint dict (StyleGAN2), or from
+    a stylegan3-editing one (StyleGAN3 decoder: :func:`inverter_from_stylegan3_editing`)."""
+    source = str(path)
+    if isinstance(ckpt.get("state_dict"), dict) and is_stylegan3_state(ckpt["state_dict"], "decoder."):
+        return inverter_from_stylegan3_editing(ckpt, path)
+    opts, state, enc_type = _check_official(ckpt, source)
     G = generator_from_checkpoint(ckpt, Path(path))
     output_size = opts.get("output_size", G.img_resolution)
     n_styles = int(math.log2(output_size)) * 2 - 2
     if output_size != G.img_resolution or n_styles != G.num_ws:
         raise CheckpointError(f"{source}: opts.output_size={output_size} but the decoder makes {G.img_resolution} px")
-    target, residual = OFFICIAL_ENCODERS[enc_type]
+    residual = OFFICIAL_ENCODERS[enc_type][1]
     in_channels = int(opts.get("input_nc", 6 if residual else 3))
     if residual and in_channels != 6:
         raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
-    enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    kwargs: dict[str, Any] = dict(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=in_channels, input_size=256)
-    kwargs.update(_infer_body(enc_state, "ResNet" in enc_type, source))
-    encoder = import_target(target, source)(**kwargs)
-    load_state_strict(encoder, enc_state, source, what="encoder weights")
+    encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source)
     start_avg = bool(opts.get("start_from_latent_avg", True)) or residual
     latent_avg = ckpt.get("latent_avg")  # None: the decoder's w_avg (estimated with a warning if not stored)
     if latent_avg is not None:
@@ -107,7 +150,44 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
         encoder_size=256,
         resize_mode="adaptive_avg",
     )
-    inverter.encoder_config = {"_target_": target, **kwargs}
+    inverter.encoder_config = encoder_config
+    return inverter
+
+
+def inverter_from_stylegan3_editing(ckpt: dict, path: str | os.PathLike) -> Inverter:
+    """Build an :class:`Inverter` from a loaded stylegan3-editing ReStyle-pSp / ReStyle-e4e checkpoint dict.
+
+    Their ``run_on_batch`` is :meth:`Inverter.invert` here: step 0 encodes ``cat(x, avg_image)`` (``latent_avg``
+    rendered with the identity transform, ``AdaptiveAvgPool2d(256)``) and adds ``latent_avg``; step ``t`` encodes
+    ``cat(x, pool(y_{t-1}))`` and adds ``ws_{t-1}``; renders are full-resolution ``synthesis(ws)`` with the identity
+    transform (float32). ``opts.n_iters_per_batch`` (default 3) steps. The decoder's constructor arguments are
+    inferred from its tensors; a missing, unexpected or mis-shaped tensor is one :class:`CheckpointError`."""
+    source = str(path)
+    opts, state, enc_type = _check_official(ckpt, source)
+    if not OFFICIAL_ENCODERS[enc_type][1]:
+        residual_types = sorted(k for k, (_, res) in OFFICIAL_ENCODERS.items() if res)
+        raise CheckpointError(f"{source}: a StyleGAN3 (stylegan3-editing) checkpoint with encoder_type {enc_type!r}; "
+                              f"their encoders are ReStyle ones: {residual_types}")
+    dec_state = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
+    G = stylegan3_from_state_dict(dec_state, f"{source} (decoder.*)")
+    in_channels = int(opts.get("input_nc", 6))
+    if in_channels != 6:
+        raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
+    encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source)
+    latent_avg = ckpt.get("latent_avg")  # [w_dim] (their w_avg); None: the decoder's w_avg, as they train
+    if latent_avg is not None:
+        latent_avg = normalize_latent_avg(latent_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=f"{source} (latent_avg)")
+    inverter = Inverter(
+        encoder=encoder,
+        generator=G.eval().requires_grad_(False),
+        num_iters=int(opts.get("n_iters_per_batch", 3)),
+        residual=True,
+        start_from_latent_avg=True,
+        latent_avg=latent_avg,
+        encoder_size=256,
+        resize_mode="adaptive_avg",
+    )
+    inverter.encoder_config = encoder_config
     return inverter
 
 
@@ -176,7 +256,8 @@ def load_inverter(
     dtype: torch.dtype | None = None,  # e.g. torch.bfloat16 on GPU; None keeps fp32.
     generator_path: str | os.PathLike | None = None,  # Our checkpoints: where the generator file is now.
 ) -> Inverter:
-    """A ready, frozen inverter (eval mode) from an official pSp/e4e/ReStyle file or one of ours."""
+    """A ready, frozen inverter (eval mode) from an official pSp/e4e/ReStyle file (StyleGAN2, or StyleGAN3 from
+    stylegan3-editing) or one of ours. Files are read with ``weights_only=True`` (:func:`load_checkpoint_dict`)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
@@ -185,7 +266,7 @@ def load_inverter(
         )
     if sniff_format(path) != "torch":
         raise CheckpointError(f"{path}: not a torch checkpoint (an inverter file is written with torch.save)")
-    ckpt = torch_load(path)
+    ckpt = load_checkpoint_dict(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
     if ckpt.get("format") == INVERTER_FORMAT:
