@@ -433,3 +433,15 @@ def test_evaluation_and_the_clis_accept_a_stylegan3(tmp_path, capsys):
     assert cli.main(["edit", "--checkpoint", str(ckpt), "--device", "cpu", "--output", str(tmp_path / "mix"),
                      "mix", str(latent), str(tmp_path / "inv" / "latents" / "p1.pt"), "--layers", "8:16"]) == 0
     assert (tmp_path / "mix" / "grid.png").is_file()
+
+
+def test_load_generator_reads_a_bare_stylegan3_state_dict(tmp_path):
+    """stylegan3-editing's generator files (``sg3-r-ffhq-1024.pt``) are NVIDIA's ``Generator.state_dict()``."""
+    torch.manual_seed(0)
+    G = _randomize(StyleGAN3Generator(**R_KW), seed=7)
+    torch.save(G.state_dict(), tmp_path / "sg3-r-tiny.pt")
+    loaded = load_generator(tmp_path / "sg3-r-tiny.pt")
+    assert isinstance(loaded, StyleGAN3Generator) and loaded.num_ws == 16
+    ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(2)))
+    with torch.no_grad():
+        assert (loaded.synthesis(ws) - G.synthesis(ws)).abs().max() == 0

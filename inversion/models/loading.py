@@ -146,13 +146,19 @@ def _check_expectations(G: Generator, path: Path, img_resolution: int | None, nu
         raise CheckpointError(f"{path}: generator does not match the configuration: " + "; ".join(problems))
 
 
-def generator_from_checkpoint(obj: Any, path: str | os.PathLike) -> Generator:
-    """The generator of a loaded torch checkpoint: rosinality ``g_ema`` or pSp-family ``state_dict['decoder.*']``.
+def generator_from_checkpoint(obj: Any, path: str | os.PathLike) -> Generator | StyleGAN3Generator:
+    """The generator of a loaded torch checkpoint: rosinality ``g_ema`` or pSp-family ``state_dict['decoder.*']``;
+    or a bare NVIDIA StyleGAN3 ``Generator.state_dict()`` (stylegan3-editing's ``sg3-r-ffhq-1024.pt``), whose
+    settings are inferred from its tensors (:mod:`inversion.models.sg3_infer`; ``w_avg`` is in the file).
 
     Without ``latent_avg`` in the file, ``w_avg`` is estimated from 10,000 seeded mapping samples (with a warning).
     """
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}. {WEIGHTS_HINT}")
+    from .sg3_infer import is_stylegan3_state, stylegan3_from_state_dict
+
+    if is_stylegan3_state(obj, ""):
+        return stylegan3_from_state_dict(dict(obj), str(path), keep_transform=True)
     if "g_ema" in obj:
         state, source = obj["g_ema"], str(path)
     elif "state_dict" in obj and any(k.startswith("decoder.") for k in obj["state_dict"]):

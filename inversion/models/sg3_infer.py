@@ -114,13 +114,16 @@ def infer_stylegan3_kwargs(
 
 
 def stylegan3_from_state_dict(
-    state: dict[str, Any],  # A Generator state dict; 'synthesis.input.transform' is ignored (identity is used).
+    state: dict[str, Any],  # A Generator state dict; 'synthesis.input.transform': see keep_transform.
     source: str,  # The file (and part), named in errors.
+    *,
+    keep_transform: bool = False,  # True: a [3, 3] stored transform is kept (a bare NVIDIA state dict); else identity
 ) -> StyleGAN3Generator:
     """Build the inferred :class:`StyleGAN3Generator` and load ``state`` strictly (keys, shapes, filter values).
 
     The user transform ``synthesis.input.transform`` is not read (stylegan3-editing saves it batch-shaped, and
     skips it when loading); the generator gets the identity, as their encoders render."""
+    transform = state.get(TRANSFORM_KEY)
     state = {k: v for k, v in state.items() if k != TRANSFORM_KEY}
     kwargs = infer_stylegan3_kwargs(state, source)
     G = StyleGAN3Generator(**kwargs)
@@ -134,6 +137,8 @@ def stylegan3_from_state_dict(
     if bad:
         raise CheckpointError(f"{source}: the file's low-pass filters {bad[:4]} differ from those of the inferred "
                               f"StyleGAN3 schedule (non-default cutoffs or sampling rates are not supported). {hint}")
+    keep = keep_transform and isinstance(transform, torch.Tensor) and tuple(transform.shape) == (3, 3)
     with torch.no_grad():
-        G.synthesis.input.transform.copy_(torch.as_tensor(np.eye(3), dtype=torch.float32))
+        eye = torch.as_tensor(np.eye(3), dtype=torch.float32)
+        G.synthesis.input.transform.copy_(transform.float() if keep else eye)
     return G
