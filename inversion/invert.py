@@ -11,6 +11,11 @@ For every readable image (optionally FFHQ-aligned first, with ``--align``): the 
   deltas (:func:`inversion.refine.load_tuned` renders it; ``inversion edit`` edits it); ``latents/`` then holds the
   pivot;
 * ``aligned/<name>.png`` with ``--align``: what the encoder saw;
+* with ``--align --sg3-unaligned`` (StyleGAN3 generators): ``unaligned/<name>.png``, the final latents rendered
+  with the input transform that maps the aligned crop back onto an unaligned square of the photo, and
+  ``unaligned_input/<name>.png``, that square of the photo at the same size (:mod:`inversion.unaligned`); the
+  transform (``theta``, ``translation``, ``matrix`` M, ``inverse`` M⁻¹ = the ``synthesis.input.transform``
+  value, ``box``) goes into the latent record (``"unaligned"``) and the summary entry;
 * ``grid.png``: input | reconstruction (| refined), one row per image (the first ``--grid-images``);
 * ``summary.json``: settings, processed images, every skipped file with its reason, timings (rewritten after
   every batch; ``"finished": true`` once the run is complete).
@@ -134,6 +139,7 @@ def invert_images(
     output: str | os.PathLike,  # Output folder (created).
     *,
     aligner: Any | None = None,  # inversion.align.FaceAligner, or None: center square crop instead.
+    unaligned: bool = False,  # Also render in the photo's unaligned framing (needs aligner and a StyleGAN3).
     refiner: Callable[..., Any] | None = None,  # inversion.refine.build_refiner(cfg), or None.
     refine_size: int = 256,  # Refinement compares images at this size (the aligned input resized to it).
     batch_size: int = 8,
@@ -151,10 +157,20 @@ def invert_images(
         raise ValueError(f"input_resize_mode={input_resize_mode!r}; choose one of {list(RESIZE_MODES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if unaligned:
+        from .unaligned import has_input_transform, render_unaligned, unaligned_transform
+
+        if aligner is None:
+            raise ValueError("unaligned=True (--sg3-unaligned) needs an aligner (--align): the unaligned framing "
+                             "comes from the alignment's geometry")
+        if not has_input_transform(inverter.generator):
+            raise ValueError(f"unaligned=True (--sg3-unaligned) needs a StyleGAN3 generator (an input transform); "
+                             f"this checkpoint's is a {type(inverter.generator).__name__}")
     out = Path(output)
     dirs = {k: out / k for k in ("latents", "reconstructions", *(("refined",) if refiner else ()),
                                    *(("tuned",) if isinstance(refiner, Tuner) else ()),
-                                   *(("aligned",) if aligner else ()))}
+                                   *(("aligned",) if aligner else ()),
+                                   *(("unaligned", "unaligned_input") if unaligned else ()))}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     files, skipped = collect_inputs(inputs)
@@ -166,7 +182,8 @@ def invert_images(
     G = inverter.generator
     summary = InvertSummary(skipped=skipped, seconds={"load_align": 0.0, "invert": 0.0, "refine": 0.0})
     summary.settings = {"checkpoint": checkpoint, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-                        "align": aligner is not None, "refine": refiner is not None, "refine_size": refine_size,
+                        "align": aligner is not None, "sg3_unaligned": bool(unaligned),
+                        "refine": refiner is not None, "refine_size": refine_size,
                         "num_iters": num_iters or inverter.num_iters, "encoder_size": inverter.encoder_size,
                         "input_resize_mode": input_resize_mode, "img_resolution": G.img_resolution,
                         "autocast": None if inverter.autocast is None else str(inverter.autocast).replace("torch.", ""),
@@ -181,11 +198,16 @@ def invert_images(
     for batch in _batches(list(zip(files, names)), batch_size):
         t0 = time.perf_counter()
         ready: list[tuple[Path, str, Image.Image]] = []
+        frames: list[tuple[Any, Image.Image]] = []  # with unaligned: (UnalignedTransform, unaligned photo crop)
         for path, name in batch:
             try:
                 img = read_rgb(path)
                 if aligner is not None:
-                    img = aligner.align(img, name=str(path)).image
+                    photo, aligned = img, aligner.align(img, name=str(path))
+                    img = aligned.image
+                    if unaligned:
+                        tf = unaligned_transform(aligned, output_size=G.img_resolution)
+                        frames.append((tf, tf.crop(photo)))
                 elif img.width != img.height:
                     img = _center_square(img)
                 ready.append((path, name, img))
@@ -212,12 +234,26 @@ def invert_images(
             refined_ws, refined_images, noise = res.ws.float(), res.images.float(), res.noise
         final_ws = refined_ws if refined_ws is not None else ws
         tuned = isinstance(res, TuneResult)
+        unaligned_images = None
+        if unaligned:
+            with torch.no_grad():
+                gen_dtype = next(G.parameters()).dtype
+                unaligned_images = render_unaligned(G, final_ws.to(device=device, dtype=gen_dtype),
+                                                    np.stack([tf.inverse for tf, _ in frames]),
+                                                    noise_mode=noise_mode).float()
         for j, (path, name, img) in enumerate(ready):
             record = {"ws": final_ws[j].cpu(), "noise": None if noise is None else [n[j].cpu() for n in noise],
                       "encoder_ws": ws[j].cpu(), "source": str(path), "checkpoint": checkpoint,
                       "refined": refined_ws is not None, "tuned": f"tuned/{name}.pt" if tuned else None}
-            atomic_save(record, dirs["latents"] / f"{name}.pt")
             entry: dict[str, Any] = {"name": name, "source": str(path)}
+            if unaligned_images is not None:
+                tf, photo_crop = frames[j]
+                record["unaligned"] = {**tf.as_dict(), "matrix": torch.from_numpy(tf.matrix),
+                                       "inverse": torch.from_numpy(tf.inverse)}
+                entry["unaligned"] = tf.as_dict()
+                to_pil(unaligned_images[j]).save(dirs["unaligned"] / f"{name}.png")
+                photo_crop.save(dirs["unaligned_input"] / f"{name}.png")
+            atomic_save(record, dirs["latents"] / f"{name}.pt")
             if tuned:
                 save_tuned(res, dirs["tuned"] / f"{name}.pt", G, index=j,
                            meta={"source": str(path), "checkpoint": checkpoint})

@@ -32,6 +32,9 @@ def build_parser(prog: str = "inversion invert") -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=False,
                    help="FFHQ-align faces first (MTCNN 5-point landmarks; weights ship with facenet-pytorch)")
+    p.add_argument("--sg3-unaligned", action="store_true",
+                   help="with --align and a StyleGAN3 generator: also render the latents in the photo's unaligned "
+                        "framing (unaligned/, unaligned_input/; the input transform in the latents and summary)")
     p.add_argument("--align-size", type=int, default=None, help="aligned crop size (default: the encoder size)")
     p.add_argument("--select", choices=("largest", "most_confident"), default="largest",
                    help="which face to keep when several are found")
@@ -60,6 +63,8 @@ def build_parser(prog: str = "inversion invert") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
+        if args.sg3_unaligned and not args.align:
+            raise ValueError("--sg3-unaligned needs --align: the unaligned framing comes from the face alignment")
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {args.device}: CUDA is not available; use --device cpu")
@@ -81,6 +86,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -
             if isinstance(refiner, Tuner) and not tuned_parameter_names(inverter.generator):
                 raise ValueError(f"--refine {args.refine}: pivotal tuning needs a StyleGAN2 generator; this "
                                  f"checkpoint's is a {type(inverter.generator).__name__}")
+        if args.sg3_unaligned:
+            from inversion.unaligned import has_input_transform
+
+            if not has_input_transform(inverter.generator):
+                raise ValueError(f"--sg3-unaligned needs a StyleGAN3 generator (synthesis.input.transform); this "
+                                 f"checkpoint's is a {type(inverter.generator).__name__}")
         aligner = None
         if args.align:
             from inversion.align import FaceAligner
@@ -91,9 +102,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     summary = lib.invert_images(
-        inverter, args.input, args.output, aligner=aligner, refiner=refiner, refine_size=args.refine_size,
-        batch_size=args.batch_size, num_iters=args.num_iters, input_resize_mode=args.input_resize_mode,
-        grid_images=args.grid_images, checkpoint=str(args.checkpoint), progress=args.progress)
+        inverter, args.input, args.output, aligner=aligner, unaligned=args.sg3_unaligned, refiner=refiner,
+        refine_size=args.refine_size, batch_size=args.batch_size, num_iters=args.num_iters,
+        input_resize_mode=args.input_resize_mode, grid_images=args.grid_images, checkpoint=str(args.checkpoint),
+        progress=args.progress)
     n, k = len(summary.processed), len(summary.skipped)
     print(f"inverted {n} image(s), skipped {k}; outputs in {args.output}", file=sys.stderr)
     return 0 if n else 1
