@@ -445,3 +445,19 @@ def test_load_generator_reads_a_bare_stylegan3_state_dict(tmp_path):
     ws = G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(2)))
     with torch.no_grad():
         assert (loaded.synthesis(ws) - G.synthesis(ws)).abs().max() == 0
+
+
+def test_restyle_e4e_trains_against_a_tiny_stylegan3(tmp_path):
+    """e4e's discriminator takes its real codes from the StyleGAN3 mapping ([N, 16, w_dim], a random layer per
+    sample through the pool, as stylegan3-editing's coach) -- StyleGAN3 has no ``style`` network."""
+    from inversion.config import compose
+    from inversion.training import train
+
+    cfg = compose("train", [
+        "experiment=demo", "generator=demo_sg3", "encoder=restyle_e4e", "module=e4e", "encoder.net.input_size=32",
+        "encoder.net.channels=[16,16,32,32]", "encoder.num_iters=2", "generator.img_resolution=32",
+        "generator.channel_max=16", "module.loss_size=32", "data.batch_size=2", "trainer.max_steps=2",
+        "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "module.image_every_n_steps=0",
+        "callbacks.checkpoint.every_n_train_steps=2", f"output_dir={tmp_path}"])
+    summary = train(cfg)
+    assert summary["global_step"] == 2 and summary["nonfinite_steps"] == 0

@@ -124,7 +124,9 @@ class E4EModule(InversionModule):
     def _real_codes(self, n: int, generator: torch.Generator) -> torch.Tensor:
         G = self.inverter.generator
         z = torch.randn(n, G.z_dim, generator=generator, dtype=G.w_avg.dtype)  # the mapping network's dtype
-        return G.style(z.to(self.device))
+        if hasattr(G, "style"):  # StyleGAN2: decoder.get_latent(z) [N, w_dim]
+            return G.style(z.to(self.device))
+        return G.mapping(z.to(self.device))  # StyleGAN3 (stylegan3-editing): [N, num_ws, w_dim]; the pool picks a layer
 
     @torch.no_grad()
     def _fake_source(self, x: torch.Tensor) -> torch.Tensor:
