@@ -132,20 +132,29 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
     if output_size != G.img_resolution or n_styles != G.num_ws:
         raise CheckpointError(f"{source}: opts.output_size={output_size} but the decoder makes {G.img_resolution} px")
     residual = OFFICIAL_ENCODERS[enc_type][1]
+    start_avg = bool(opts.get("start_from_latent_avg", True)) or residual
+    return _official_inverter(ckpt, source, G, state, opts, enc_type, start_from_latent_avg=start_avg,
+                              num_iters=int(opts.get("n_iters_per_batch", 5)) if residual else 1)
+
+
+def _official_inverter(ckpt: dict, source: str, G: torch.nn.Module, state: dict, opts: dict, enc_type: str, *,
+                       start_from_latent_avg: bool, num_iters: int) -> Inverter:
+    """The :class:`Inverter` of an official checkpoint around its decoder ``G``: the encoder (strict), the
+    ``latent_avg`` (None: the decoder's ``w_avg``), the official 256 px input and ``face_pool``."""
+    residual = OFFICIAL_ENCODERS[enc_type][1]
     in_channels = int(opts.get("input_nc", 6 if residual else 3))
     if residual and in_channels != 6:
         raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
     encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source)
-    start_avg = bool(opts.get("start_from_latent_avg", True)) or residual
-    latent_avg = ckpt.get("latent_avg")  # None: the decoder's w_avg (estimated with a warning if not stored)
+    latent_avg = ckpt.get("latent_avg")
     if latent_avg is not None:
-        latent_avg = normalize_latent_avg(latent_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=source)
+        latent_avg = normalize_latent_avg(latent_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=f"{source} (latent_avg)")
     inverter = Inverter(
         encoder=encoder,
         generator=G,
-        num_iters=int(opts.get("n_iters_per_batch", 5)) if residual else 1,
+        num_iters=num_iters,
         residual=residual,
-        start_from_latent_avg=start_avg,
+        start_from_latent_avg=start_from_latent_avg,
         latent_avg=latent_avg,
         encoder_size=256,
         resize_mode="adaptive_avg",
@@ -169,26 +178,9 @@ def inverter_from_stylegan3_editing(ckpt: dict, path: str | os.PathLike) -> Inve
         raise CheckpointError(f"{source}: a StyleGAN3 (stylegan3-editing) checkpoint with encoder_type {enc_type!r}; "
                               f"their encoders are ReStyle ones: {residual_types}")
     dec_state = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
-    G = stylegan3_from_state_dict(dec_state, f"{source} (decoder.*)")
-    in_channels = int(opts.get("input_nc", 6))
-    if in_channels != 6:
-        raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
-    encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source)
-    latent_avg = ckpt.get("latent_avg")  # [w_dim] (their w_avg); None: the decoder's w_avg, as they train
-    if latent_avg is not None:
-        latent_avg = normalize_latent_avg(latent_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=f"{source} (latent_avg)")
-    inverter = Inverter(
-        encoder=encoder,
-        generator=G.eval().requires_grad_(False),
-        num_iters=int(opts.get("n_iters_per_batch", 3)),
-        residual=True,
-        start_from_latent_avg=True,
-        latent_avg=latent_avg,
-        encoder_size=256,
-        resize_mode="adaptive_avg",
-    )
-    inverter.encoder_config = encoder_config
-    return inverter
+    G = stylegan3_from_state_dict(dec_state, f"{source} (decoder.*)").eval().requires_grad_(False)
+    return _official_inverter(ckpt, source, G, state, opts, enc_type, start_from_latent_avg=True,
+                              num_iters=int(opts.get("n_iters_per_batch", 3)))
 
 
 def save_inverter(
