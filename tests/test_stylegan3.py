@@ -327,21 +327,27 @@ def test_unsupported_options_and_code_in_stylegan3_pickles(tmp_path):
 # --------------------------------------------------------------------------- encoders over StyleGAN3
 
 
+def _demo_sg3_train_config(tmp_path, steps: int, *overrides: str):
+    """The demo experiment at 32 px against the seeded StyleGAN3 (``generator=demo_sg3``), ``steps`` steps, a
+    2-step ReStyle encoder (``overrides`` pick it and the module)."""
+    from inversion.config import compose
+
+    return compose("train", [
+        "experiment=demo", "generator=demo_sg3", *overrides, "encoder.net.input_size=32",
+        "encoder.net.channels=[16,16,32,32]", "encoder.num_iters=2", "generator.img_resolution=32",
+        "generator.channel_max=16", "module.loss_size=32", "data.batch_size=2", f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}", "trainer.limit_val_batches=1", "module.image_every_n_steps=0",
+        f"callbacks.checkpoint.every_n_train_steps={steps}", f"output_dir={tmp_path}"])
+
+
 def test_restyle_trains_against_a_tiny_stylegan3(tmp_path):
     """A demo-size ReStyle-pSp (2 steps per batch) trains against a seeded 32 px StyleGAN3-T (num_ws 16) through
     the normal train.py path; over 50 steps the validation L2 falls (measured 0.062 -> 0.055 on CPU)."""
     from inversion import load_inverter
-    from inversion.config import compose
     from inversion.models import demo_stylegan3
     from inversion.training import train
 
-    cfg = compose("train", [
-        "experiment=demo", "generator=demo_sg3", "encoder=restyle_psp", "encoder.net.input_size=32",
-        "encoder.net.channels=[16,16,32,32]", "encoder.num_iters=2", "generator.img_resolution=32",
-        "generator.channel_max=16", "module.loss_size=32", "data.batch_size=2", "trainer.max_steps=50",
-        "trainer.val_check_interval=50", "trainer.limit_val_batches=1", "module.image_every_n_steps=0",
-        "callbacks.checkpoint.every_n_train_steps=50", f"output_dir={tmp_path}"])
-    summary = train(cfg)
+    summary = train(_demo_sg3_train_config(tmp_path, 50, "encoder=restyle_psp"))
     assert summary["global_step"] == 50 and summary["nonfinite_steps"] == 0
     assert summary["val_l2_end"] < 0.95 * summary["val_l2_start"], summary
     inv = load_inverter(summary["export"])  # the export names the seeded generator: rebuilt exactly
@@ -450,14 +456,7 @@ def test_load_generator_reads_a_bare_stylegan3_state_dict(tmp_path):
 def test_restyle_e4e_trains_against_a_tiny_stylegan3(tmp_path):
     """e4e's discriminator takes its real codes from the StyleGAN3 mapping ([N, 16, w_dim], a random layer per
     sample through the pool, as stylegan3-editing's coach) -- StyleGAN3 has no ``style`` network."""
-    from inversion.config import compose
     from inversion.training import train
 
-    cfg = compose("train", [
-        "experiment=demo", "generator=demo_sg3", "encoder=restyle_e4e", "module=e4e", "encoder.net.input_size=32",
-        "encoder.net.channels=[16,16,32,32]", "encoder.num_iters=2", "generator.img_resolution=32",
-        "generator.channel_max=16", "module.loss_size=32", "data.batch_size=2", "trainer.max_steps=2",
-        "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "module.image_every_n_steps=0",
-        "callbacks.checkpoint.every_n_train_steps=2", f"output_dir={tmp_path}"])
-    summary = train(cfg)
+    summary = train(_demo_sg3_train_config(tmp_path, 2, "encoder=restyle_e4e", "module=e4e"))
     assert summary["global_step"] == 2 and summary["nonfinite_steps"] == 0
