@@ -79,10 +79,14 @@ def official_noise(G, n: int, gen: torch.Generator, dtype: torch.dtype) -> list[
 
 class OfficialCoach:
     """One Coach of the official repos, reduced to its training step: ``kind`` is psp, e4e, restyle_psp or
-    restyle_e4e. Holds its own copies of the encoder and the latent discriminator."""
+    restyle_e4e; ``sg3``: stylegan3-editing's coaches (no generator noise, real codes from the StyleGAN3 mapping,
+    the encoder's optimizer stepping when ``batch_idx % accumulate == 0``, gradients zeroed at each epoch start).
+    Holds its own copies of the encoder and the latent discriminator."""
 
-    def __init__(self, kind: str, module, init: dict, n_iters: int, progressive: list[int] | None):
+    def __init__(self, kind: str, module, init: dict, n_iters: int, progressive: list[int] | None, *,
+                 sg3: bool = False, accumulate: int = 1, d_reg_every: int = OFFICIAL["d_reg_every"]):
         self.kind, self.n_iters, self.progressive_steps = kind, n_iters, progressive
+        self.sg3, self.accumulate, self.d_reg_every = sg3, accumulate, d_reg_every
         self.e4e = kind in ("e4e", "restyle_e4e")
         self.restyle = kind.startswith("restyle")
         self.encoder = copy.deepcopy(module.inverter.encoder)
@@ -117,13 +121,18 @@ class OfficialCoach:
         return int(self.encoder.progressive_stage)
 
     def dims_to_discriminate(self) -> list[int]:
+        if self.progressive_steps is None:  # is_progressive_training() is False: every layer
+            return list(range(self.G.num_ws))
         return list(range(self.G.num_ws))[: self.stage + 1]
 
     def net_forward(self, x_input: torch.Tensor, latent, gen: torch.Generator):
         """models/psp.py (pSp / e4e / ReStyle) forward with return_latents, randomize_noise=True, resize=True."""
         codes = self.encoder(x_input)
         codes = codes + (latent if latent is not None else self.latent_avg.repeat(codes.shape[0], 1, 1))
-        images = self.G.synthesis(codes, noise=official_noise(self.G, codes.shape[0], gen, codes.dtype))
+        if self.sg3:  # psp3.py: decoder.synthesis(codes, noise_mode='const', force_fp32=True); StyleGAN3 has no noise
+            images = self.G.synthesis(codes)
+        else:
+            images = self.G.synthesis(codes, noise=official_noise(self.G, codes.shape[0], gen, codes.dtype))
         return F.adaptive_avg_pool2d(images, SIZE), codes
 
     def calc_loss(self, x, y, y_hat, latent):
@@ -136,7 +145,7 @@ class OfficialCoach:
             loss_disc /= len(dims)
             loss_dict["encoder_discriminator_loss"] = float(loss_disc)
             loss += OFFICIAL["w_disc"] * loss_disc
-            if self.stage != self.G.num_ws:  # delta regularisation
+            if self.progressive_steps is not None and self.stage != self.G.num_ws:  # delta regularisation
                 total_delta_loss = 0
                 first_w = latent[:, 0, :]
                 for i in range(1, self.stage + 1):
@@ -167,7 +176,8 @@ class OfficialCoach:
             p.requires_grad = True
         with torch.no_grad():  # sample_real_and_fake_latents
             z = torch.randn(x_input.shape[0], self.G.z_dim, generator=self.z_gen, dtype=x_input.dtype)
-            real_w = self.G.style(z)
+            # StyleGAN3: decoder.mapping(z, c) -> [B, num_ws, w_dim], the pool picks a layer per sample
+            real_w = self.G.mapping(z) if self.sg3 else self.G.style(z)
             fake_w = self.encoder(x_input)
             if self.kind == "e4e":  # start_from_latent_avg; ReStyle-e4e feeds the raw encoder output
                 fake_w = fake_w + self.latent_avg.repeat(fake_w.shape[0], 1, 1)
@@ -184,14 +194,14 @@ class OfficialCoach:
         backward_log.append(float(loss))
         loss.backward()
         self.d_opt.step()
-        if step % OFFICIAL["d_reg_every"] == 0:  # r1 on the same (pooled) real codes
+        if step % self.d_reg_every == 0:  # r1 on the same (pooled) real codes
             real_w = real_w.detach()
             real_w.requires_grad = True
             real_pred = self.D(real_w)
             (grad_real,) = autograd.grad(outputs=real_pred.sum(), inputs=real_w, create_graph=True)
             r1_loss = grad_real.pow(2).reshape(grad_real.shape[0], -1).sum(1).mean()
             self.D.zero_grad(set_to_none=False)
-            r1_final_loss = OFFICIAL["r1"] / 2 * r1_loss * OFFICIAL["d_reg_every"] + 0 * real_pred[0]
+            r1_final_loss = OFFICIAL["r1"] / 2 * r1_loss * self.d_reg_every + 0 * real_pred[0]
             backward_log.append(float(r1_final_loss))
             r1_final_loss.backward()
             self.d_opt.step()
@@ -200,8 +210,9 @@ class OfficialCoach:
             p.requires_grad = False
         return logs
 
-    def train_step(self, x: torch.Tensor, step: int) -> dict:
-        """One iteration of the official ``train()`` loop on batch ``x`` (= y) at ``global_step = step``."""
+    def train_step(self, x: torch.Tensor, step: int, batch_idx: int) -> dict:
+        """One iteration of the official ``train()`` loop on batch ``x`` (= y) at ``global_step = step``, the
+        epoch's batch ``batch_idx``."""
         y = x
         self.set_stage(step)
         gen = torch.Generator().manual_seed(step_noise_seed(SEED, "train", step))
@@ -209,8 +220,9 @@ class OfficialCoach:
         if self.e4e:
             x_input = torch.cat([x, self.avg_image[None].repeat(x.shape[0], 1, 1, 1)], 1) if self.restyle else x
             d_logs = self.train_discriminator(x_input, step, backward_log)
-        for p in self.encoder.parameters():
-            p.grad = None
+        if batch_idx == 0 or not self.sg3:  # sg3: zero_grad at each epoch start (the while loop); else every step
+            for p in self.encoder.parameters():
+                p.grad = None
         if not self.restyle:
             y_hat, latent = self.net_forward(x, None, gen)
             loss, loss_dict = self.calc_loss(x, y, y_hat, latent)
@@ -231,34 +243,48 @@ class OfficialCoach:
                 backward_log.append(float(loss))
                 loss.backward()
                 iterations.append(loss_dict)
-        self.ranger.step([p.grad for p in self.encoder.parameters()])
-        with torch.no_grad():
-            for p, new in zip(self.encoder.parameters(), self.ranger.params):
-                p.copy_(new)
-        return {"backward": backward_log, "iterations": iterations, "d": d_logs}
+        stepped = batch_idx % self.accumulate == 0  # sg3: "only update the optimizer after we've seen 8 examples"
+        if stepped:
+            self.ranger.step([p.grad for p in self.encoder.parameters()])
+            with torch.no_grad():
+                for p, new in zip(self.encoder.parameters(), self.ranger.params):
+                    p.copy_(new)
+            for p in self.encoder.parameters():  # optimizer.zero_grad() after the step
+                p.grad = None
+        return {"backward": backward_log, "iterations": iterations, "d": d_logs, "stepped": stepped}
 
 
 # ----------------------------------------------------------------------------------------------- our run
-def _experiment_files(tmp_path: Path) -> list[str]:
-    """Tiny random weights in the official layouts, a folder of images, and the overrides that use them."""
+def _experiment_files(tmp_path: Path, sg3: bool = False, images: int = 4) -> list[str]:
+    """Tiny random weights in the official layouts (``sg3``: a StyleGAN3-R state dict as stylegan3-editing's
+    ``sg3-r-ffhq-1024.pt``), a folder of ``images`` images, and the overrides that use them."""
     from test_train import _write_folder
 
     from inversion.encoders import Backbone
+    from inversion.models import demo_stylegan3
 
-    G = tiny_generator(RES)
-    gen_path = tmp_path / "stylegan2-tiny.pt"
-    torch.save({"g_ema": {k: v for k, v in G.state_dict().items() if k != "w_avg"}, "latent_avg": G.w_avg}, gen_path)
+    if sg3:
+        G = demo_stylegan3(img_resolution=RES, channel_max=16, use_radial_filters=True)
+        gen_path = tmp_path / "sg3-r-tiny.pt"
+        torch.save(G.state_dict(), gen_path)
+        generator = [f"paths.stylegan3_r_ffhq={gen_path}"]
+    else:
+        G = tiny_generator(RES)
+        gen_path = tmp_path / "stylegan2-tiny.pt"
+        torch.save({"g_ema": {k: v for k, v in G.state_dict().items() if k != "w_avg"}, "latent_avg": G.w_avg},
+                   gen_path)
+        generator = [f"paths.stylegan2_ffhq={gen_path}"]
     id_path = tmp_path / "model_ir_se50_tiny.pth"
     torch.manual_seed(1)
     torch.save(Backbone(112, 50, "ir_se", channels=(16, 16, 32, 32)).state_dict(), id_path)
-    ids = _write_folder(tmp_path / "imgs", n=6)[:-2]
+    ids = _write_folder(tmp_path / "imgs", n=images + 2)[:-2]
     split = tmp_path / "split.txt"
     split.write_text("\n".join(ids) + "\n")
     shared = Path(os.environ.get("INVERSION_SHARED", REPO.parent / "shared"))
     alex = shared / "weights" / "alexnet_features_imagenet.pth"
     lpips = [f"paths.lpips_alex={alex}"] if alex.is_file() else ["loss.lpips.weight=0"]
     return [
-        f"paths.stylegan2_ffhq={gen_path}", f"generator.img_resolution={RES}", f"generator.num_ws={G.num_ws}",
+        *generator, f"generator.img_resolution={RES}", f"generator.num_ws={G.num_ws}",
         f"generator.w_dim={G.w_dim}", f"paths.ir_se50={id_path}", "+loss.id.module.channels=[16,16,32,32]", *lpips,
         f"paths.data_root={tmp_path / 'imgs'}", f"paths.celebahq_root={tmp_path / 'imgs'}",
         f"data.train.ids={split}", f"data.val.ids={split}", "data.num_workers=0", "data.batch_size=2",
@@ -271,7 +297,7 @@ def _experiment_files(tmp_path: Path) -> list[str]:
     ]
 
 
-def _run_and_record(tmp_path: Path, experiment: str, extra: list[str], monkeypatch) -> dict:
+def _run_and_record(tmp_path: Path, experiment: str, extra: list[str], monkeypatch, **files) -> dict:
     """Train the experiment for two steps; record the initial weights, each step's batch, every loss handed to
     backward(), every iteration's terms, the discriminator logs and the weights after each step."""
     import pytorch_lightning as pl
@@ -293,7 +319,8 @@ def _run_and_record(tmp_path: Path, experiment: str, extra: list[str], monkeypat
         before = module.before_encoder_phase
 
         def spy_train(batch, batch_idx):
-            rec["steps"].append({"x": batch["image"].clone(), "backward": [], "iterations": [], "d": {}})
+            rec["steps"].append({"x": batch["image"].clone(), "batch_idx": batch_idx, "backward": [],
+                                 "iterations": [], "d": {}})
             out = train_step(batch, batch_idx)
             rec["steps"][-1]["after"] = state(module)
             return out
@@ -318,7 +345,7 @@ def _run_and_record(tmp_path: Path, experiment: str, extra: list[str], monkeypat
         return real_fit(self, module, *a, **k)
 
     monkeypatch.setattr(pl.Trainer, "fit", fit)
-    cfg = _cfg(tmp_path / "run", f"experiment={experiment}", *_experiment_files(tmp_path), *extra)
+    cfg = _cfg(tmp_path / "run", f"experiment={experiment}", *_experiment_files(tmp_path, **files), *extra)
     run_training(cfg)
     rec["cfg"] = cfg
     return rec
@@ -345,14 +372,16 @@ def _updates_close(before: dict, ours: dict, official: dict, what: str, rtol: fl
     return moved
 
 
-def _replay(rec: dict, kind: str, n_iters: int, progressive: list[int] | None, rtol: float = RTOL) -> None:
+def _replay(rec: dict, kind: str, n_iters: int, progressive: list[int] | None, rtol: float = RTOL,
+            num_steps: int = 2, **coach) -> None:
     """Replay the recorded steps with the official coach and compare everything (see the module doc)."""
     module = rec["module"]
-    coach = OfficialCoach(kind, module, rec["init"], n_iters, progressive)
-    assert len(rec["steps"]) == 2
+    coach = OfficialCoach(kind, module, rec["init"], n_iters, progressive, **coach)
+    assert len(rec["steps"]) == num_steps
+    params = [k for k, _ in module.inverter.encoder.named_parameters()]
     before = rec["init"]
     for step, ours in enumerate(rec["steps"]):
-        official = coach.train_step(ours["x"], step)
+        official = coach.train_step(ours["x"], step, ours["batch_idx"])
         # the same backward() calls in the same order: [D, R1 (step 0)], then one per iteration
         assert len(ours["backward"]) == len(official["backward"]), (ours["backward"], official["backward"])
         for i, (a, b) in enumerate(zip(ours["backward"], official["backward"])):
@@ -371,6 +400,9 @@ def _replay(rec: dict, kind: str, n_iters: int, progressive: list[int] | None, r
         moved = _updates_close(before["encoder"], ours["after"]["encoder"], after["encoder"], f"step {step} encoder",
                                rtol)
         assert moved > 0
+        # the weights move exactly at the official optimizer steps (BatchNorm statistics move every batch)
+        still = [k for k in params if torch.equal(before["encoder"][k], ours["after"]["encoder"][k])]
+        assert (len(still) < len(params)) == official["stepped"], (step, ours["batch_idx"], len(still))
         if coach.e4e:
             after["discriminator"] = {k: v.detach() for k, v in coach.D.state_dict().items()}
             _updates_close(before["discriminator"], ours["after"]["discriminator"], after["discriminator"],
@@ -440,3 +472,50 @@ def test_the_non_official_switches_are_caught_by_the_replay(tmp_path, monkeypatc
     rec = _run_and_record(tmp_path, experiment, [*extra, switch], monkeypatch)
     with pytest.raises(AssertionError):
         _replay(rec, kind, n_iters, progressive)
+
+
+# ----------------------------------------------------------------------------------------------- stylegan3-editing
+SG3_EXPERIMENTS = [("restyle_psp_sg3_ffhq", "restyle_psp"), ("restyle_e4e_sg3_ffhq", "restyle_e4e")]
+
+
+@pytest.mark.parametrize("experiment,kind", SG3_EXPERIMENTS)
+def test_the_stylegan3_experiments_carry_the_stylegan3_editing_settings(tmp_path, experiment, kind):
+    """README train_restyle_{psp,e4e}.py commands and TrainOptions / e4eTrainOptions defaults (36ce2b4)."""
+    from test_train import _cfg
+
+    cfg = _cfg(tmp_path, f"experiment={experiment}")
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.to_container(cfg.generator)["path"] == "${paths.stylegan3_r_ffhq}" and cfg.generator.num_ws == 16
+    assert cfg.data.batch_size == 2 and cfg.module.accumulate_grad_batches == 8 // cfg.data.batch_size
+    assert cfg.encoder.num_iters == 3 and cfg.encoder.net.input_size == 256
+    assert cfg.optimizer.lr == OFFICIAL["lr"] and cfg.optimizer._target_.endswith("Ranger")
+    assert (cfg.loss.l2.weight, cfg.loss.lpips.weight, cfg.loss.id.weight) == (1.0, 0.8, 0.1)
+    assert cfg.trainer.max_steps == 500000
+    if kind == "restyle_e4e":
+        m = cfg.module
+        assert m.progressive_start is None  # no progressive training: all deltas, no delta regularisation
+        assert (m.adv_weight, m.d_lr, m.r1_gamma, m.d_reg_every, m.pool_size) == (0.1, 2e-5, 10.0, 16, 50)
+        assert cfg.trainer.val_check_interval == 1000
+    else:
+        assert cfg.trainer.val_check_interval == 5000 and cfg.callbacks.checkpoint.every_n_train_steps == 10000
+
+
+@pytest.mark.parametrize("experiment,kind", SG3_EXPERIMENTS)
+def test_stylegan3_training_steps_replay_the_stylegan3_editing_coach(tmp_path, monkeypatch, experiment, kind):
+    """Their coach_restyle_{psp,e4e}.py over a tiny StyleGAN3-R, five batches over two epochs of four, the
+    gradients of 2 batches summed (theirs: int(8 / batch_size) = 4): optimizer steps after batches 0 and 2 of epoch 0;
+    batch 3's gradients dropped by the zero_grad at the epoch start; batch 0 of epoch 1 steps alone. e4e: D steps
+    every batch, R1 every 3 batches of global_step (which counts batches), all 16 layers discriminated, no delta
+    terms."""
+    n_iters, every, d_reg = 2, 2, 3
+    extra = [f"encoder.num_iters={n_iters}", f"module.accumulate_grad_batches={every}", "trainer.max_steps=5"]
+    if kind == "restyle_e4e":
+        extra.append(f"module.d_reg_every={d_reg}")
+    rec = _run_and_record(tmp_path, experiment, extra, monkeypatch, sg3=True, images=8)
+    assert [s["batch_idx"] for s in rec["steps"]] == [0, 1, 2, 3, 0]
+    assert rec["module"].global_step == 5
+    _replay(rec, kind, n_iters, None, num_steps=5, sg3=True, accumulate=every, d_reg_every=d_reg)
+    if kind == "restyle_e4e":
+        assert ["discriminator_r1_loss" in s["d"] for s in rec["steps"]] == [True, False, False, True, False]
+        assert not any(k.startswith("delta") for s in rec["steps"] for it in s["iterations"] for k in it)

@@ -14,8 +14,9 @@ The module tree, ``state_dict`` keys, shapes and maths are those of NVIDIA's ``t
   The last layer is the 1x1 toRGB (no demodulation, linear, clamped); the output is scaled by ``output_scale``.
 
 Sampling rates, cutoffs, sizes, channels and paddings follow NVIDIA's schedule; their filters are designed at
-construction (numpy only) and stored as the same buffers. Everything runs in float32 (``num_fp16_res`` is accepted
-and ignored). StyleGAN3 has no noise inputs: ``noise_mode`` / ``noise`` / ``force_fp32`` are accepted and ignored.
+construction (numpy only) and stored as the same buffers. Everything runs in the parameters' dtype: float32, as
+NVIDIA's ``force_fp32`` (``num_fp16_res`` is accepted and ignored), or float64 after ``.double()``. StyleGAN3 has no
+noise inputs: ``noise_mode`` / ``noise`` / ``force_fp32`` are accepted and ignored.
 
 Shapes: ``z`` [N, z_dim]; ``c`` [N, c_dim]; ``ws`` [N, num_ws, w_dim]; images [N, img_channels, R, R], nominally
 in [-1, 1] (not clamped).
@@ -114,11 +115,11 @@ class MappingNetwork(nn.Module):
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {tuple(z.shape)}"
         if c is not None and not isinstance(c, torch.Tensor):
             raise TypeError(f"c must be a tensor or None (StyleGAN3 mapping is (z, c, psi, cutoff)), got {c!r}")
-        x = _normalize_2nd_moment(z.to(torch.float32))
+        x = _normalize_2nd_moment(z.to(self.w_avg.dtype))  # NVIDIA: float32, the parameters' dtype
         if self.c_dim > 0:
             if c is None or c.shape != (z.shape[0], self.c_dim):
                 raise ValueError(f"c must be [N, {self.c_dim}], got {None if c is None else tuple(c.shape)}")
-            y = _normalize_2nd_moment(self.embed(c.to(torch.float32)))
+            y = _normalize_2nd_moment(self.embed(c.to(self.w_avg.dtype)))
             x = torch.cat([x, y], dim=1)
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
@@ -174,7 +175,7 @@ class SynthesisInput(nn.Module):
         freqs = self.freqs[None] @ transforms[:, :2, :2]  # [N, C, 2]
         # dampen frequencies pushed out of band by the user transform
         amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
-        theta = torch.eye(2, 3, device=w.device)
+        theta = torch.eye(2, 3, device=w.device, dtype=freqs.dtype)
         theta[0, 0] = theta[1, 1] = 0.5 * self.size / self.sampling_rate
         grid = F.affine_grid(theta[None], [1, 1, self.size, self.size], align_corners=False)  # [1, H, W, 2]
         x = grid.view(1, -1, 2) @ freqs.transpose(1, 2)  # [N, H*W, C]
@@ -293,7 +294,7 @@ class SynthesisLayer(nn.Module):
         update_emas: bool = False,  # Update magnitude_ema with this batch (training only).
     ) -> torch.Tensor:
         if update_emas:
-            cur = x.detach().to(torch.float32).square().mean()
+            cur = x.detach().to(self.magnitude_ema.dtype).square().mean()
             self.magnitude_ema.copy_(cur.lerp(self.magnitude_ema, self.magnitude_ema_beta))
         styles = self.affine(w)
         if self.is_torgb:
@@ -397,7 +398,7 @@ class SynthesisNetwork(nn.Module):
         )
         if noise_mode not in ("const", "random", "none"):
             raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
-        ws = ws.to(torch.float32).unbind(dim=1)
+        ws = ws.to(self.input.weight.dtype).unbind(dim=1)  # NVIDIA: float32, the parameters' dtype
         x = self.input(ws[0])
         for name, w in zip(self.layer_names, ws[1:]):
             x = getattr(self, name)(x, w, update_emas=update_emas)

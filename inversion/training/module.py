@@ -56,11 +56,11 @@ class InversionModule(pl.LightningModule):
 
     Manual optimisation: each ReStyle iteration's loss is back-propagated before the next iteration runs (the
     official ``perform_train_iteration_on_batch``), so one iteration's autograd graph is alive at a time; the
-    encoder's optimizer steps once per batch. The generator renders with fresh random noise every forward while
-    training and validating (the official ``randomize_noise=True``), drawn from a generator seeded per step
-    (:func:`step_noise_seed`), so runs and resumed runs are reproducible. Logs the last iteration's terms under the
-    official names. Only the encoder is trained and checkpointed; the generator and loss networks are frozen,
-    rebuilt from the config, and left out of checkpoints.
+    encoder's optimizer steps once per batch, or with ``accumulate_grad_batches`` as stylegan3-editing's coach.
+    The generator renders with fresh random noise every forward while training and validating (the official
+    ``randomize_noise=True``), drawn from a generator seeded per step (:func:`step_noise_seed`), so runs and resumed
+    runs are reproducible. Logs the last iteration's terms under the official names. Only the encoder is trained and
+    checkpointed; the generator and loss networks are frozen, rebuilt from the config, and left out of checkpoints.
     """
 
     def __init__(
@@ -77,10 +77,16 @@ class InversionModule(pl.LightningModule):
         collaborative: Collaborative | None = None,  # Refine the encoder's ws and pull them towards the result.
         noise_mode: str = "random",  # Generator noise in training and validation: 'random' (official) or 'const'.
         noise_seed: int = 0,  # Seeds the per-step noise (train.py passes the run's seed).
+        accumulate_grad_batches: int = 1,  # Encoder optimizer step after batch b of an epoch when b % n == 0, the
+        # gradients of the batches in between summed (stylegan3-editing's coach: n = int(8 / batch_size), so batch 0
+        # of every epoch steps alone; gradients are zeroed at each epoch start). global_step counts batches.
     ):
         super().__init__()
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if int(accumulate_grad_batches) < 1:
+            raise ValueError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
         self.automatic_optimization = False
         self.inverter = inverter
         self.loss_terms = nn.ModuleDict({k: t.module for k, t in losses.items()})
@@ -240,26 +246,41 @@ class InversionModule(pl.LightningModule):
         """Work before the encoder's phase of a step (e4e: the discriminator phase); returns values to log."""
         return {}
 
+    def on_train_epoch_start(self) -> None:
+        self._encoder_optimizer().zero_grad(set_to_none=True)  # gradients never carry across epochs (official)
+
     def training_step(self, batch: dict | None, batch_idx: int) -> None:
         if batch is None:  # every image of the batch was unreadable (skipped and counted by the dataset)
             return None
-        step = self.global_step  # counts encoder optimizer steps: the next opt.step() increments it
+        step = self.global_step  # counts training batches (one optimizer step each, unless accumulating)
         logs = self.before_encoder_phase(batch, "train", step)
         opt = self._encoder_optimizer()
-        opt.zero_grad(set_to_none=True)  # parameters without a gradient this step are skipped by the optimizer
         done = self.encoder_phase(batch, "train", step)
         if done is None:
             opt.zero_grad(set_to_none=True)
             return None
         out, total, terms = done
-        opt.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+        if batch_idx % self.accumulate_grad_batches == 0:
+            opt.step()
+            scheduler = self.lr_schedulers()
+            if scheduler is not None:
+                scheduler.step()
+            # parameters without a gradient at the next step (e4e's inactive heads) are skipped by the optimizer
+            opt.zero_grad(set_to_none=True)
+        else:
+            self._count_batch_as_step()
         self.log_step("train", batch["image"], out, total, {**logs, **terms})
         if self._grid_due(step):
             self.write_grid(batch["image"], out, f"train_{step:07d}")
         return None
+
+    def _count_batch_as_step(self) -> None:
+        """A batch whose gradients accumulate still advances ``global_step`` (the official coach counts batches: its
+        max_steps, intervals, R1 schedule and noise seeds are in batches). Lightning counts the encoder optimizer's
+        steps in manual optimisation; this advances that counter, which checkpoints and resumes restore."""
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
 
     def _grid_due(self, step: int) -> bool:
         return bool(self.image_every_n_steps) and step % self.image_every_n_steps == 0
