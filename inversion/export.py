@@ -223,6 +223,8 @@ def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
     res = G.img_resolution
     if (G.z_dim, G.w_dim) != (512, 512):
         problems.append(f"generator z_dim={G.z_dim}, w_dim={G.w_dim} (official: 512, 512)")
+    if getattr(G, "c_dim", 0):
+        problems.append(f"generator is conditional (c_dim={G.c_dim}): rosinality's Generator has no label input")
     if G.n_mlp != 8:
         problems.append(f"generator has {G.n_mlp} mapping layers (official: 8)")
     with torch.device("meta"):

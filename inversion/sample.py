@@ -12,7 +12,22 @@ from pathlib import Path
 import torch
 import torchvision
 
-__all__ = ["sample_grid", "save_samples"]
+__all__ = ["class_labels", "sample_grid", "save_samples"]
+
+
+def class_labels(G: torch.nn.Module, n: int, class_idx: int | None) -> torch.Tensor | None:
+    """One-hot labels ``c`` [n, c_dim] of class ``class_idx`` for a conditional generator (NVIDIA's ``gen_images.py
+    --class``); None for an unconditional one. A conditional generator without ``class_idx``, a class out of range or
+    a ``class_idx`` for an unconditional generator is a ``ValueError``."""
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    if c_dim == 0:
+        if class_idx is not None:
+            raise ValueError(f"class_idx={class_idx} is set, but the generator is unconditional (c_dim=0)")
+        return None
+    if class_idx is None or not 0 <= int(class_idx) < c_dim:
+        raise ValueError(f"the generator is conditional (c_dim={c_dim}): set class_idx to a class in [0, {c_dim}) "
+                         f"(got {class_idx})")
+    return torch.nn.functional.one_hot(torch.full((n,), int(class_idx)), c_dim).to(G.w_avg)
 
 
 def sample_grid(
@@ -21,12 +36,17 @@ def sample_grid(
     seed: int = 0,
     truncation_psi: float = 1.0,
     noise_mode: str = "const",
+    class_idx: int | None = None,  # Conditional generators: the class of every sample (one-hot c); else None.
 ) -> torch.Tensor:
     """Images [num_images, 3, R, R] in [-1, 1] (clamped) for z drawn from ``seed``."""
     device = G.w_avg.device
+    c = class_labels(G, num_images, class_idx)
     z = torch.randn(num_images, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     with torch.no_grad():
-        ws = G.mapping(z, truncation_psi=truncation_psi)
+        if c is None:
+            ws = G.mapping(z, truncation_psi=truncation_psi)
+        else:
+            ws = G.mapping(z, c, truncation_psi=truncation_psi)
         return G.synthesis(ws, noise_mode=noise_mode).clamp(-1, 1)
 
 
@@ -37,11 +57,12 @@ def save_samples(
     seed: int = 0,
     truncation_psi: float = 1.0,
     noise_mode: str = "const",
+    class_idx: int | None = None,  # Conditional generators: the class of every sample (one-hot c).
 ) -> Path:
     """:func:`sample_grid` written as one square-ish grid (``ceil(sqrt(num_images))`` per row); returns the path."""
     if num_images < 1:
         raise ValueError(f"num_images={num_images}: need at least one image")
-    imgs = sample_grid(G, num_images, seed, truncation_psi, noise_mode)
+    imgs = sample_grid(G, num_images, seed, truncation_psi, noise_mode, class_idx)
     path = Path(out).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     torchvision.utils.save_image(imgs * 0.5 + 0.5, path, nrow=int(num_images**0.5 + 0.999))

@@ -204,14 +204,22 @@ class FullyConnectedLayer(Persistent):
         return ref_bias_act(x.matmul(w.t()), b, act=self.activation, gain=SQRT2)
 
 
+def normalize_2nd_moment(x: torch.Tensor) -> torch.Tensor:
+    return x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+
+
 class MappingNetwork(Persistent):
-    def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, lr_multiplier=0.01, w_avg_beta=0.995):
+    def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, lr_multiplier=0.01, w_avg_beta=0.995,
+                 embed_features=None):
         super().__init__()
         self._keep_init_kwargs(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=num_ws, num_layers=num_layers,
-                               lr_multiplier=lr_multiplier, w_avg_beta=w_avg_beta)
+                               lr_multiplier=lr_multiplier, w_avg_beta=w_avg_beta, embed_features=embed_features)
         self.z_dim, self.c_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, c_dim, w_dim, num_ws, num_layers
         self.w_avg_beta = w_avg_beta
-        features = [z_dim] + [w_dim] * num_layers
+        embed_features = 0 if c_dim == 0 else (w_dim if embed_features is None else embed_features)
+        if c_dim > 0:  # labels: a linear embedding (lr 1), normalised and concatenated to the normalised z
+            self.embed = FullyConnectedLayer(c_dim, embed_features)
+        features = [z_dim + embed_features] + [w_dim] * num_layers
         for idx in range(num_layers):
             layer = FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
                                         lr_multiplier=lr_multiplier)
@@ -219,7 +227,9 @@ class MappingNetwork(Persistent):
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def forward(self, z, c=None, truncation_psi=1):
-        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()  # normalize_2nd_moment
+        x = normalize_2nd_moment(z)
+        if self.c_dim > 0:
+            x = torch.cat([x, normalize_2nd_moment(self.embed(c))], dim=1)
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
         x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
@@ -356,16 +366,20 @@ class AugmentPipe(Persistent):
 # --------------------------------------------------------------------------- fixtures / helpers
 
 
-def tiny_ada_generator(seed: int = 0, conv_clamp: float | None = None) -> Generator:
-    """16 px, z/w 32, channels {4: 16, 8: 16, 16: 8}, 3 mapping layers; every tensor random and non-trivial."""
+def tiny_ada_generator(seed: int = 0, conv_clamp: float | None = None, c_dim: int = 0,
+                       **mapping_kwargs: Any) -> Generator:
+    """16 px, z/w 32, channels {4: 16, 8: 16, 16: 8}, 3 mapping layers; every tensor random and non-trivial.
+    ``c_dim > 0``: conditional (``mapping.embed``; ``mapping_kwargs`` such as ``embed_features``)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        G = Generator(32, 0, 32, 16, 3, mapping_kwargs=FakeEasyDict(num_layers=3),
+        G = Generator(32, c_dim, 32, 16, 3, mapping_kwargs=FakeEasyDict(num_layers=3, **mapping_kwargs),
                       synthesis_kwargs=FakeEasyDict(channel_base=128, channel_max=16, num_fp16_res=0,
                                                     conv_clamp=conv_clamp))
         with torch.no_grad():
             for name, t in G.named_parameters():
-                if name.endswith("affine.bias"):
+                if name == "mapping.embed.bias":  # lr 1: a bias of the weights' scale, so c matters
+                    t.copy_(0.5 * torch.randn_like(t))
+                elif name.endswith("affine.bias"):
                     t.add_(0.3 * torch.randn_like(t))
                 elif name.startswith("mapping.") and name.endswith(".bias"):
                     t.copy_(10 * torch.randn_like(t))  # times lr 0.01
@@ -507,16 +521,175 @@ def test_load_generator_reads_ada_pickles(tmp_path: Path):
     torch.testing.assert_close(G.w_avg, G_ada.mapping.w_avg)
 
 
-def test_conditional_generators_are_not_supported(tmp_path: Path):
+def test_stylegan3_repository_layout_keeps_synthesis_options_at_the_top_level(tmp_path: Path):
+    """The stylegan3 repository's ``networks_stylegan2.Generator(..., **synthesis_kwargs)`` pickles its synthesis
+    options (``conv_clamp``, ...) at the top level of the init kwargs, not under ``synthesis_kwargs``."""
+    G_ada = tiny_ada_generator(conv_clamp=1.0)
+    ada = read_ada_pickle(write_snapshot(tmp_path / "snap.pkl", G_ada, tmp_path / "marker"))
+    ada["init_kwargs"].update(ada["init_kwargs"].pop("synthesis_kwargs"))
+    state, kwargs = convert_ada_generator(ada)
+    assert kwargs["conv_clamp"] == 1.0
+    G = OurGenerator(**kwargs)
+    G.load_state_dict(state)
+    ws = random_ws(2, G.num_ws, 32)
+    torch.testing.assert_close(G.synthesis(ws), G_ada.synthesis(ws), rtol=1e-5, atol=1e-5)  # the clamp is active
+    del ada["init_kwargs"]["conv_clamp"]
+    assert convert_ada_generator(ada)[1]["conv_clamp"] == 256  # that repository's SynthesisBlock default
+
+
+# --------------------------------------------------------------------------- tests: conditional (c_dim > 0)
+
+
+def one_hot(labels: list[int], c_dim: int) -> torch.Tensor:
+    return F.one_hot(torch.tensor(labels), c_dim).float()
+
+
+def ada_mapping_formula(state: dict[str, torch.Tensor], z, c, num_ws: int, psi: float = 1.0, cutoff=None,
+                        lr: float = 0.01, order: str = "zc", normalize_c: bool = True) -> torch.Tensor:
+    """NVIDIA's conditional ``MappingNetwork.forward`` from the raw ada tensors, in z's dtype: ``x = n(z)``,
+    ``y = n(embed(c))`` (linear, gains ``1/sqrt(c_dim)`` and 1), ``cat([x, y])``, ``fc{i}``: ``lrelu(x (W lr/sqrt(in))^T
+    + b lr) sqrt(2)``, broadcast, ``w_avg.lerp(ws, psi)`` on layers < cutoff. ``order`` / ``normalize_c`` give the
+    wrong variants used to show the comparison can fail."""
+    t = {k: v.to(z.dtype) for k, v in state.items() if k.startswith("mapping.")}
+    w_e = t["mapping.embed.weight"]
+    y = c @ (w_e / w_e.shape[1] ** 0.5).T + t["mapping.embed.bias"]
+    y = normalize_2nd_moment(y) if normalize_c else y
+    x = torch.cat([normalize_2nd_moment(z), y] if order == "zc" else [y, normalize_2nd_moment(z)], dim=1)
+    i = 0
+    while f"mapping.fc{i}.weight" in t:
+        w, b = t[f"mapping.fc{i}.weight"], t[f"mapping.fc{i}.bias"]
+        x = F.leaky_relu(x @ (w * (lr / w.shape[1] ** 0.5)).T + b * lr, 0.2) * SQRT2
+        i += 1
+    ws = x[:, None].repeat(1, num_ws, 1)
+    cut = num_ws if cutoff is None else cutoff
+    return torch.cat([t["mapping.w_avg"].lerp(ws[:, :cut], psi), ws[:, cut:]], dim=1)
+
+
+@pytest.mark.parametrize("embed_features", [None, 24])
+def test_conditional_pickle_loads_and_matches_ada_forward(tmp_path: Path, embed_features: int | None):
+    from inversion.models import ConditionalGenerator
+
+    extra = {} if embed_features is None else {"embed_features": embed_features}
+    G_ada = tiny_ada_generator(conv_clamp=1.0, c_dim=5, **extra)
+    path = write_snapshot(tmp_path / "network-snapshot-000100.pkl", G_ada, tmp_path / "marker")
+    state, kwargs = convert_ada_generator(read_ada_pickle(path))
+    assert kwargs["c_dim"] == 5 and kwargs["embed_features"] == (embed_features or 32) and kwargs["z_dim"] == 32
+    assert state["style.embed.weight"].shape == (embed_features or 32, 5)
+    assert state["style.1.weight"].shape == (32, 32 + (embed_features or 32))
+
+    G = load_generator(path)
+    assert isinstance(G, ConditionalGenerator) and G.c_dim == 5
+    torch.testing.assert_close(G.w_avg, G_ada.mapping.w_avg)
+    z = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    c = one_hot([0, 1, 4, 2], 5)
+    for psi in (1.0, 0.7):
+        torch.testing.assert_close(G.mapping(z, c, truncation_psi=psi), G_ada.mapping(z, c, truncation_psi=psi),
+                                   rtol=1e-5, atol=1e-5)
+    ws = G.mapping(z, c=c)
+    torch.testing.assert_close(G.synthesis(ws), G_ada.synthesis(ws), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(G(z, c), G_ada.synthesis(G_ada.mapping(z, c)), rtol=1e-5, atol=1e-5)
+
+
+def test_conditional_mapping_equals_nvidia_formula(tmp_path: Path):
+    """Random weights (non-trivial biases, w_avg), float64: our mapping against the formula on the raw tensors."""
+    path = write_snapshot(tmp_path / "snap.pkl", tiny_ada_generator(seed=3, c_dim=7), tmp_path / "marker")
+    raw = read_ada_pickle(path)["state_dict"]
+    G = load_generator(path).double()
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(6, 32, generator=gen, dtype=torch.float64)
+    c = torch.randn(6, 7, generator=gen, dtype=torch.float64)  # any real-valued labels, not only one-hot
+    for psi, cutoff in ((1.0, None), (0.7, None), (0.5, 2)):
+        ours = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+        ref = ada_mapping_formula(raw, z, c, G.num_ws, psi, cutoff)
+        assert (ours - ref).abs().max() < 1e-12, (psi, cutoff)
+    ours = G.mapping(z, c)
+    for wrong in (dict(order="cz"), dict(normalize_c=False)):  # the comparison sees a wrong convention
+        assert (ours - ada_mapping_formula(raw, z, c, G.num_ws, **wrong)).abs().max() > 1e-2, wrong
+
+
+def test_c_changes_the_output(tmp_path: Path):
+    path = write_snapshot(tmp_path / "snap.pkl", tiny_ada_generator(c_dim=5), tmp_path / "marker")
+    G = load_generator(path)
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(0)).repeat(2, 1)
+    c = one_hot([0, 1, 2, 3, 4, 0], 5)  # rows i and i + 3: same z, another class
+    ws = G.mapping(z, c)
+    torch.testing.assert_close(G.mapping(z[:3], one_hot([0, 1, 2], 5)), ws[:3])  # same z, same class
+    assert (ws[:3] - ws[3:]).abs().amax(dim=(1, 2)).min() > 1e-2
+    img = G.synthesis(ws)
+    assert (img[:3] - img[3:]).abs().amax(dim=(1, 2, 3)).min() > 1e-2
+
+
+def test_conditional_generator_without_c_is_a_clear_error(tmp_path: Path):
+    path = write_snapshot(tmp_path / "snap.pkl", tiny_ada_generator(c_dim=5), tmp_path / "marker")
+    G = load_generator(path)
+    z = torch.randn(2, 32)
+    for call in (lambda: G.mapping(z), lambda: G.mapping(z, truncation_psi=0.7), lambda: G(z), lambda: G.style(z),
+                 lambda: G.mapping(z, torch.zeros(2, 4))):
+        with pytest.raises(ValueError, match=r"c must be \[N, 5\] labels for this conditional generator \(c_dim=5\)"):
+            call()
+    with pytest.raises(TypeError, match=r"c must be a tensor or None .*\(z, c, psi, cutoff\)"):
+        G.mapping(z, 0.7)  # the unconditional StyleGAN2's positional psi
+    with pytest.raises(ValueError, match="w_avg of a conditional generator"):
+        G.compute_w_avg(100)
+
+
+def test_unconditional_pickles_are_unchanged(tmp_path: Path):
+    path = write_snapshot(tmp_path / "snap.pkl", tiny_ada_generator(), tmp_path / "marker")
+    G = load_generator(path)
+    assert type(G) is OurGenerator and G.c_dim == 0 and "style.embed.weight" not in G.state_dict()
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(G.mapping(z, 0.7), G.mapping(z, truncation_psi=0.7))  # positional psi, as before
+
+
+def test_conditional_options_we_cannot_represent_are_errors(tmp_path: Path):
     path = write_snapshot(tmp_path / "snap.pkl", tiny_ada_generator(), tmp_path / "marker")
     ada = read_ada_pickle(path)
-    ada["init_kwargs"]["c_dim"] = 10
-    with pytest.raises(NotImplementedError, match="conditional"):
+    ada["init_kwargs"]["c_dim"] = 10  # the kwargs say conditional, the tensors do not
+    with pytest.raises(ValueError, match="c_dim=10 but the tensors give 0"):
         convert_ada_generator(ada)
-    ada["init_kwargs"]["c_dim"] = 0
-    ada["state_dict"]["mapping.embed.weight"] = torch.zeros(32, 10)
-    with pytest.raises(NotImplementedError, match="conditional"):
+    path = write_snapshot(tmp_path / "cond.pkl", tiny_ada_generator(c_dim=5), tmp_path / "marker")
+    ada = read_ada_pickle(path)
+    ada["init_kwargs"]["mapping_kwargs"]["embed_features"] = 16
+    with pytest.raises(ValueError, match="embed_features=16 but the tensors give 32"):
         convert_ada_generator(ada)
+    ada = read_ada_pickle(path)  # labels only (z_dim=0): fc0 reads the embedding alone
+    ada["init_kwargs"]["z_dim"] = 0
+    ada["state_dict"]["mapping.fc0.weight"] = ada["state_dict"]["mapping.fc0.weight"][:, 32:]
+    with pytest.raises(NotImplementedError, match="z_dim=0"):
+        convert_ada_generator(ada)
+    ada = read_ada_pickle(path)
+    del ada["state_dict"]["mapping.embed.bias"]
+    with pytest.raises(ValueError, match="mapping.embed.bias"):
+        convert_ada_generator(ada)
+
+
+def test_conditional_generators_downstream(tmp_path: Path):
+    """Sampling takes a class (one-hot c); what draws W from random z without labels says so."""
+    from inversion.data import render_seeds
+    from inversion.refine import refine
+    from inversion.refine.tuning import tune_generator
+    from inversion.sample import sample_grid
+
+    G = load_generator(write_snapshot(tmp_path / "cond.pkl", tiny_ada_generator(c_dim=5), tmp_path / "m"))
+    a, b = sample_grid(G, 2, class_idx=1), sample_grid(G, 2, class_idx=3)
+    assert a.shape == (2, 3, 16, 16) and (a - b).abs().max() > 1e-2
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, G.synthesis(G.mapping(z, one_hot([1, 1], 5))).clamp(-1, 1))
+    for bad in (None, 5):
+        with pytest.raises(ValueError, match=r"conditional \(c_dim=5\): set class_idx"):
+            sample_grid(G, 2, class_idx=bad)
+    G0 = load_generator(write_snapshot(tmp_path / "uncond.pkl", tiny_ada_generator(), tmp_path / "m"))
+    with pytest.raises(ValueError, match="unconditional"):
+        sample_grid(G0, 2, class_idx=0)
+
+    target, ws = G.synthesis(G.mapping(z, one_hot([0, 1], 5))), G.mapping(z, one_hot([0, 1], 5))
+    mse = {"mse": (1.0, torch.nn.MSELoss())}
+    for call, what in ((lambda: render_seeds(G, [1, 2]), "render_seeds"),
+                       (lambda: refine(G, target, initial_noise_factor=0.05, num_steps=1), "w_std"),
+                       (lambda: tune_generator(G, target, ws, losses=mse, locality={"lpips_weight": 0}), "locality")):
+        with pytest.raises(ValueError, match=rf"{what}.* conditional \(c_dim=5"):
+            call()
+    refine(G, target, ws_init=ws, initial_noise_factor=0.05, w_std=1.0, num_steps=1)  # w_std given: runs
 
 
 def test_unknown_tensors_and_bad_shapes_are_errors(tmp_path: Path):

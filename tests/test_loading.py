@@ -114,3 +114,34 @@ def test_torch_files_are_loaded_without_running_code(tmp_path):
     with pytest.raises(CheckpointError, match="weights_only"):
         load_generator(path)
     assert not marker.exists()
+
+
+def _conditional_generator(c_dim=3):
+    from inversion.models import ConditionalGenerator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        G = ConditionalGenerator(c_dim=c_dim, embed_features=8, z_dim=16, w_dim=16, img_resolution=16, n_mlp=2,
+                                 channel_max=8)
+    G.w_avg.normal_()
+    return G.eval().requires_grad_(False)
+
+
+def test_conditional_state_dicts_in_our_layout_load(tmp_path):
+    """``style.embed.*`` marks a conditional generator (c_dim, embed_features from its shape); its w_avg comes from
+    the file (``w_avg`` or ``latent_avg``) and is never estimated."""
+    from inversion.models import ConditionalGenerator
+
+    G = _conditional_generator()
+    torch.save({"g_ema": G.state_dict()}, tmp_path / "cond.pt")
+    L = load_generator(tmp_path / "cond.pt")
+    assert isinstance(L, ConditionalGenerator) and (L.c_dim, L.embed_features, L.z_dim) == (3, 8, 16)
+    assert torch.equal(L.w_avg, G.w_avg)
+    z, c = torch.randn(2, 16), torch.eye(3)[:2]
+    assert torch.equal(L.mapping(z, c, truncation_psi=0.6), G.mapping(z, c, truncation_psi=0.6))
+    g_ema = {k: v for k, v in G.state_dict().items() if k != "w_avg"}
+    torch.save({"g_ema": g_ema, "latent_avg": G.w_avg + 1}, tmp_path / "avg.pt")
+    assert torch.equal(load_generator(tmp_path / "avg.pt").w_avg, G.w_avg + 1)
+    torch.save({"g_ema": g_ema}, tmp_path / "no_avg.pt")
+    with pytest.raises(CheckpointError, match=r"conditional generator \(c_dim=3\) without 'latent_avg' or 'w_avg'"):
+        load_generator(tmp_path / "no_avg.pt")

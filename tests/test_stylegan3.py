@@ -391,6 +391,11 @@ def test_latent_refinement_of_a_stylegan3(tmp_path):
         target = G(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)))
     r = refine(G, target, space="w+", num_steps=6, lr=0.01, losses={"mse": (1.0, MSELoss())})
     assert (r.curves["mse"][-1] < r.curves["mse"][0]).all() and r.ws.shape == (2, 16, G.w_dim)
+    # the projector's initial noise (scaled by W's spread, estimated from the StyleGAN3 mapping) moves the start
+    r0 = refine(G, target, space="w", num_steps=1, lr=0.0, losses={"mse": (1.0, MSELoss())})
+    r1 = refine(G, target, space="w", num_steps=1, lr=0.0, initial_noise_factor=0.05, noise_ramp=1.0,
+                losses={"mse": (1.0, MSELoss())})
+    assert torch.isfinite(r1.curves["mse"]).all() and not torch.equal(r1.curves["mse"], r0.curves["mse"])
     for kw in ({"space": "w+noise"}, {"space": "w", "optimize_noise": True}):
         with pytest.raises(ValueError, match="no noise inputs"):
             refine(G, target, num_steps=1, losses={"mse": (1.0, MSELoss())}, **kw)

@@ -48,7 +48,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion sample") -
             return 0
         G = instantiate(cfg.generator).to(cfg.device)
         out = save_samples(G, cfg.out, num_images=int(cfg.num_images), seed=int(cfg.seed),
-                           truncation_psi=float(cfg.truncation_psi), noise_mode=str(cfg.noise_mode))
+                           truncation_psi=float(cfg.truncation_psi), noise_mode=str(cfg.noise_mode),
+                           class_idx=None if cfg.get("class_idx") is None else int(cfg.class_idx))
     except (FileNotFoundError, CheckpointError, ValueError, HydraException, OmegaConfBaseException) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from ..imageio import resize_images
 from ..models.stylegan2 import Generator
+from ..models.stylegan2_cond import require_unconditional
 from .splits import read_split
 
 __all__ = ["SeedDataset", "render_seeds"]
@@ -27,6 +28,7 @@ def render_seeds(
     batch_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images [N, 3, R, R] clamped to [-1, 1], ws [N, num_ws, w_dim])`` for the given seeds."""
+    require_unconditional(G, "render_seeds (generated training data)")
     device = G.w_avg.device
     z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
     images, ws_all = [], []

@@ -7,7 +7,9 @@ Supported:
   ``w_avg`` is then estimated from seeded samples, with a warning). Keys are matched strictly.
 * pSp / e4e / ReStyle checkpoints — the generator under ``state_dict['decoder.*']``, ``latent_avg`` → ``w_avg``.
 * NVIDIA stylegan2-ada-pytorch ``.pkl`` — ``G_ema``, read with a restricted unpickler that executes nothing
-  (:mod:`inversion.models.safe_unpickle`) and converted key by key (:mod:`inversion.models.nvidia_convert`).
+  (:mod:`inversion.models.safe_unpickle`) and converted key by key (:mod:`inversion.models.nvidia_convert`);
+  conditional ones (``c_dim > 0``) become a :class:`~inversion.models.stylegan2_cond.ConditionalGenerator`, as do
+  our-layout state dicts with ``style.embed.*`` (their ``w_avg`` must be in the file: it is not estimated).
 * NVIDIA StyleGAN3 ``.pkl`` (configs T and R) — ``G_ema`` read the same way into
   :class:`~inversion.models.stylegan3.StyleGAN3Generator`, which has NVIDIA's constructor keywords and key names:
   the pickle's ``_init_kwargs`` build it and its tensors load strictly, unchanged.
@@ -30,6 +32,7 @@ import torch
 
 from .state import CheckpointError, load_state_strict, normalize_latent_avg
 from .stylegan2 import Generator
+from .stylegan2_cond import stylegan2_generator
 from .stylegan3 import StyleGAN3Generator
 
 __all__ = [
@@ -87,7 +90,8 @@ def _mlp_indices(state: dict[str, torch.Tensor]) -> list[int]:
 
 
 def infer_generator_kwargs(state: dict[str, torch.Tensor], source: str = "state dict") -> dict[str, Any]:
-    """Derive ``Generator`` keyword arguments from rosinality-layout tensor shapes."""
+    """Derive ``Generator`` keyword arguments from rosinality-layout tensor shapes (``style.embed.weight``
+    ``[embed_features, c_dim]``: a conditional generator, with ``c_dim`` and ``embed_features``)."""
     required = ["input.input", "conv1.conv.weight", "to_rgb1.conv.weight"]
     missing = [k for k in required if k not in state]
     mlp = _mlp_indices(state)
@@ -102,12 +106,15 @@ def infer_generator_kwargs(state: dict[str, torch.Tensor], source: str = "state 
     channels = {4: int(state["input.input"].shape[1])}
     for i in range(num_rgbs):
         channels[2 ** (i + 3)] = int(state[f"convs.{2 * i}.conv.weight"].shape[1])
+    embed = state.get("style.embed.weight")
+    cond = {} if embed is None else dict(c_dim=int(embed.shape[1]), embed_features=int(embed.shape[0]))
     return dict(
-        z_dim=int(state["style.1.weight"].shape[1]),
+        z_dim=int(state["style.1.weight"].shape[1]) - cond.get("embed_features", 0),
         w_dim=int(state[f"style.{mlp[-1]}.weight"].shape[0]),
         img_resolution=img_resolution,
         n_mlp=len(mlp),
         channels=channels,
+        **cond,
     )
 
 
@@ -117,13 +124,14 @@ def generator_from_state_dict(
     source: str,
     generator_kwargs: dict[str, Any] | None = None,
 ) -> Generator:
-    """Build a ``Generator`` matching ``state`` and load it strictly (shapes checked key by key).
+    """Build a ``Generator`` (``ConditionalGenerator`` for ``c_dim > 0``) matching ``state`` and load it strictly
+    (shapes checked key by key).
 
     ``w_avg`` (a ``latent_avg`` in any layout :func:`normalize_latent_avg` reads) replaces a ``w_avg`` in ``state``;
     with neither, the new generator's zeros are kept.
     """
     kwargs = generator_kwargs or infer_generator_kwargs(state, source)
-    G = Generator(**kwargs)
+    G = stylegan2_generator(**kwargs)
     state = dict(state)
     if w_avg is not None:
         state["w_avg"] = normalize_latent_avg(w_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=source)[0]
@@ -171,7 +179,11 @@ def generator_from_checkpoint(obj: Any, path: str | os.PathLike) -> Generator | 
         )
     latent_avg = obj.get("latent_avg")
     G = generator_from_state_dict(state, latent_avg, source)
-    if latent_avg is None:
+    if latent_avg is None and G.c_dim > 0:
+        if "w_avg" not in state:  # W's mean depends on the labels' distribution, which the file does not give
+            raise CheckpointError(f"{source}: a conditional generator (c_dim={G.c_dim}) without 'latent_avg' or "
+                                  "'w_avg'; its w_avg cannot be estimated without the training labels")
+    elif latent_avg is None:
         warnings.warn(
             f"{path} has no 'latent_avg': estimating w_avg from 10,000 seeded samples of the mapping network",
             stacklevel=3,

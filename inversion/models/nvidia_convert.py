@@ -12,7 +12,9 @@ Conversion conventions (ada ``networks.py`` -> rosinality ``model.py`` layout), 
 
 * mapping: ``normalize_2nd_moment`` (eps 1e-8) is rosinality's ``PixelNorm``; ``fc{i}`` ->
   ``style.{i+1}``. Both store raw weights, apply ``lr / sqrt(in)`` to the weight and ``lr`` to the bias,
-  then leaky ReLU(0.2) * sqrt(2). ``mapping.w_avg`` -> ``w_avg``.
+  then leaky ReLU(0.2) * sqrt(2). ``mapping.w_avg`` -> ``w_avg``. Conditional generators (``c_dim > 0``):
+  ``mapping.embed`` -> ``style.embed`` unchanged (linear, lr 1) and ``fc0`` reads ``z_dim + embed_features``
+  inputs; they become a :class:`~.stylegan2_cond.ConditionalGenerator` (``c_dim``, ``embed_features`` in the kwargs).
 * ``affine`` -> ``conv.modulation`` unchanged (both: lr multiplier 1, gain 1/sqrt(w_dim); the bias init 1
   is only an initialisation, the stored bias is copied as is).
 * conv weights ``[out, in, k, k]`` -> ``[1, out, in, k, k]``. **No kernel flip** for the up-sampling
@@ -46,7 +48,7 @@ from typing import Any
 
 import torch
 
-from .stylegan2 import Generator
+from .stylegan2_cond import stylegan2_generator
 
 __all__ = ["KEY_TABLE", "convert_ada_generator", "nvidia_key"]
 
@@ -81,6 +83,7 @@ _RGB = r"to_rgb1|to_rgbs\.\d+"  # our ToRGB <- ada ToRGBLayer
 KEY_TABLE: tuple[tuple[str, str, Callable[[torch.Tensor], torch.Tensor]], ...] = (
     # (our key, a regex: m = our module, p = a name kept as is; NVIDIA key: {m} = that module in ada; transform)
     (r"w_avg", "mapping.w_avg", _same),
+    (r"style\.embed\.(?P<p>weight|bias)", "mapping.embed.{p}", _same),  # conditional generators only
     (r"(?P<m>style\.\d+)\.(?P<p>weight|bias)", "{m}.{p}", _same),
     (r"input\.input", "synthesis.b4.const", _lead1),
     (rf"(?P<m>{_LAYER}|{_RGB})\.conv\.weight", "{m}.weight", _lead1),  # no flip, see above
@@ -122,12 +125,19 @@ def nvidia_key(ours: str) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]]:
 # --------------------------------------------------------------------------- hyper-parameters
 
 
+def _synthesis_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """The synthesis options, as NVIDIA's ``legacy.py`` finds them (``kwargs.get('synthesis_kwargs', kwargs)``):
+    stylegan2-ada's ``Generator(..., synthesis_kwargs={...})``, or the stylegan3 repository's ``networks_stylegan2``
+    ``Generator(..., **synthesis_kwargs)``, which keeps them at the top level; there an absent ``conv_clamp`` is its
+    ``SynthesisBlock`` default, 256 (ada's is None)."""
+    if "synthesis_kwargs" in kw:
+        return dict(kw["synthesis_kwargs"] or {})
+    return {"conv_clamp": 256, **kw}
+
+
 def _check_supported(kw: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
     """Raise ``NotImplementedError`` for ada options our rosinality-layout generator cannot represent."""
-    mk, sk = kw.get("mapping_kwargs") or {}, kw.get("synthesis_kwargs") or {}
-    c_dim = int(kw.get("c_dim") or 0)
-    if c_dim > 0 or "mapping.embed.weight" in state:
-        raise NotImplementedError(f"conditional stylegan2-ada generators (c_dim={c_dim}) are not supported")
+    mk, sk = kw.get("mapping_kwargs") or {}, _synthesis_kwargs(kw)
     unsupported = {
         "img_channels": (kw.get("img_channels", 3), 3),
         "synthesis architecture": (sk.get("architecture", "skip"), "skip"),
@@ -174,11 +184,11 @@ def _check_kwarg(kw: dict[str, Any], name: str, inferred: int) -> None:
         raise ValueError(f"{_ERR}: init kwarg {name}={kw[name]} but the tensors give {inferred}")
 
 
-def _check_mapping_widths(state: dict[str, torch.Tensor], n_mlp: int, z_dim: int, w_dim: int) -> None:
+def _check_mapping_widths(state: dict[str, torch.Tensor], n_mlp: int, in_dim: int, w_dim: int) -> None:
     """Our mapping network has ``w_dim`` features in every layer (ada's ``layer_features`` may differ)."""
     for i in range(n_mlp):
         shape = tuple(state[f"mapping.fc{i}.weight"].shape)
-        if shape != (w_dim, z_dim if i == 0 else w_dim):
+        if shape != (w_dim, in_dim if i == 0 else w_dim):
             raise NotImplementedError(
                 f"stylegan2-ada mapping layer fc{i} has shape {shape}; only layer_features == w_dim "
                 f"({w_dim}) is supported"
@@ -187,17 +197,25 @@ def _check_mapping_widths(state: dict[str, torch.Tensor], n_mlp: int, z_dim: int
 
 def _generator_kwargs(kw: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Our ``Generator`` keyword arguments from the tensor shapes, checked against ada's init kwargs."""
-    mk, sk = kw.get("mapping_kwargs") or {}, kw.get("synthesis_kwargs") or {}
+    mk, sk = kw.get("mapping_kwargs") or {}, _synthesis_kwargs(kw)
     n_mlp = _mapping_layers(state)
-    z_dim = int(state["mapping.fc0.weight"].shape[1])
+    embed = state.get("mapping.embed.weight")  # [embed_features, c_dim], conditional generators only
+    c_dim, embed_features = (0, 0) if embed is None else (int(embed.shape[1]), int(embed.shape[0]))
+    z_dim = int(state["mapping.fc0.weight"].shape[1]) - embed_features
+    if z_dim < 1:
+        raise NotImplementedError(f"stylegan2-ada z_dim={z_dim} (a generator of labels only) is not supported")
     w_dim = int(state[f"mapping.fc{n_mlp - 1}.weight"].shape[0])
     resolutions = _block_resolutions(state)
     channels = _infer_channels(state, resolutions)
-    for name, value in (("z_dim", z_dim), ("w_dim", w_dim), ("img_resolution", resolutions[-1])):
+    for name, value in (("z_dim", z_dim), ("c_dim", c_dim), ("w_dim", w_dim), ("img_resolution", resolutions[-1])):
         _check_kwarg(kw, name, value)
     _check_kwarg(mk, "num_layers", n_mlp)
+    if c_dim:
+        _check_kwarg(mk, "embed_features", embed_features)
     conv_clamp = sk.get("conv_clamp")
+    cond = dict(c_dim=c_dim, embed_features=embed_features) if c_dim else {}  # unconditional: exactly as before
     return dict(
+        **cond,
         z_dim=z_dim,
         w_dim=w_dim,
         img_resolution=resolutions[-1],
@@ -237,18 +255,20 @@ def convert_ada_generator(ada: dict[str, Any]) -> tuple[dict[str, torch.Tensor],
 
     Returns ``(state_dict, generator_kwargs)``: rosinality key names plus ``w_avg``, and keyword arguments
     (``z_dim``, ``w_dim``, ``img_resolution``, ``n_mlp``, ``channels``, ``lr_mlp``, ``blur_kernel``,
-    ``conv_clamp``) so that ``Generator(**generator_kwargs).load_state_dict(state_dict)`` is exact. Unsupported
-    options raise ``NotImplementedError``; missing, mis-shaped or left-over tensors ``ValueError``.
+    ``conv_clamp``; conditional generators also ``c_dim`` and ``embed_features``) so that
+    ``stylegan2_generator(**generator_kwargs).load_state_dict(state_dict)`` is exact. Unsupported options raise
+    ``NotImplementedError``; missing, mis-shaped or left-over tensors ``ValueError``.
     """
     state: dict[str, torch.Tensor] = ada["state_dict"]
     kw: dict[str, Any] = ada.get("init_kwargs") or {}
     _check_supported(kw, state)
     generator_kwargs = _generator_kwargs(kw, state)
-    _check_mapping_widths(state, generator_kwargs["n_mlp"], generator_kwargs["z_dim"], generator_kwargs["w_dim"])
+    in_dim = generator_kwargs["z_dim"] + generator_kwargs.get("embed_features", 0)
+    _check_mapping_widths(state, generator_kwargs["n_mlp"], in_dim, generator_kwargs["w_dim"])
     kernel, used = _check_filters(state, generator_kwargs["blur_kernel"])
-    use_noise = bool((kw.get("synthesis_kwargs") or {}).get("use_noise", True))
+    use_noise = bool(_synthesis_kwargs(kw).get("use_noise", True))
     with torch.device("meta"):
-        expected = Generator(**generator_kwargs).state_dict()
+        expected = stylegan2_generator(**generator_kwargs).state_dict()
 
     out: dict[str, torch.Tensor] = {}
     for key, want in expected.items():

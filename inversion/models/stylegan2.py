@@ -346,6 +346,8 @@ class Generator(nn.Module):
     Use ``mapping(z)`` for ``ws``, ``synthesis(ws)`` for images, or call the module on ``z``.
     """
 
+    c_dim: int = 0  # No labels (the conditional generator is stylegan2_cond.ConditionalGenerator).
+
     def __init__(
         self,
         *,

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..imageio import resize_images
 from ..models.stylegan2 import Generator
+from ..models.stylegan2_cond import require_unconditional
 
 __all__ = ["SPACES", "RefineResult", "RefineSnapshot", "karras_lr", "noise_regularization", "refine"]
 
@@ -226,9 +227,11 @@ def _refine(
     noise_scale_std = 0.0
     if initial_noise_factor > 0:
         if w_std is None:
+            require_unconditional(generator, "the projector's w_std estimate (initial_noise_factor > 0)",
+                                  "pass w_std=..., or set refine.initial_noise_factor=0")
             with torch.no_grad():
                 z = torch.randn(10_000, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-                w = generator.style(z).float()
+                w = torch.cat([generator.mapping(zc)[:, 0] for zc in z.split(1000)]).float()  # SG2 and SG3
                 w_std = float(((w - w.mean(0)).square().sum() / w.shape[0]).sqrt())
         noise_scale_std = w_std * initial_noise_factor
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=lr)

@@ -43,6 +43,7 @@ from torch.func import functional_call, vmap
 
 from ..imageio import resize_images
 from ..models.stylegan2 import Generator
+from ..models.stylegan2_cond import require_unconditional
 
 __all__ = ["LOCALITY_DEFAULTS", "TuneResult", "TuneSnapshot", "tune_generator", "tuned_parameter_names"]
 
@@ -262,6 +263,8 @@ def tune_generator(
     losses = _build_losses(losses, lpips_weights)
     stop_key = _stop_key(losses, threshold_loss)
     loc = _locality(locality, losses)
+    if loc is not None:
+        require_unconditional(G, "PTI's locality regulariser", "tune without it (refine.locality.enabled=false)")
     size = loss_size or target.shape[-1]
     target_small = resize_images(target.detach().float(), size, resize_mode)
     ws = ws_pivot.detach().to(device, torch.float32)

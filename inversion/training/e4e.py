@@ -34,6 +34,7 @@ from ..losses import (
     generator_adv_loss,
     r1_penalty,
 )
+from ..models.stylegan2_cond import require_unconditional
 from .module import InversionModule, step_noise_seed
 
 D_FAKE_CODES = ("official", "final_ws")
@@ -65,6 +66,9 @@ class E4EModule(InversionModule):
         if d_fake_codes not in D_FAKE_CODES:
             raise ValueError(f"d_fake_codes must be one of {D_FAKE_CODES}, got {d_fake_codes!r}")
         inv = self.inverter
+        if adv_weight > 0:
+            require_unconditional(inv.generator, "e4e's latent discriminator (its real codes)",
+                                  "set module.adv_weight=0 to train without it")
         self.discriminator = LatentCodesDiscriminator(w_dim=inv.generator.w_dim, num_layers=d_num_layers)
         self.discriminator.requires_grad_(False)  # on only during its own phase
         self.adv_weight, self.d_lr = adv_weight, d_lr
@@ -152,7 +156,7 @@ class E4EModule(InversionModule):
             real_loss, fake_loss = discriminator_loss_terms(self.discriminator, real, fake)
             return {**logs, "d_real_loss": real_loss, "d_fake_loss": fake_loss,
                     "discriminator_loss": real_loss + fake_loss}
-        d_opt = self.optimizers()[1].optimizer  # the raw optimizer: Lightning's global_step counts encoder steps
+        d_opt = self.optimizers()[1].optimizer  # the raw optimizer: global_step counts the encoder's batches
         fake = fake_codes_for_discriminator(self._fake_source(x), dims, self.fake_pool)
         real = self.real_pool.query(self._real_codes(n, self.z_generator))
         self.discriminator.requires_grad_(True)
