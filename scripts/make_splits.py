@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate every file in ``data_splits/``.
+"""Regenerate the files in ``data_splits/`` (the Stanford Cars ones: ``scripts/make_cars_splits.py``).
 
     python scripts/make_splits.py [--mapping PATH] [--out DIR] [--check]
 

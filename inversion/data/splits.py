@@ -12,9 +12,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
+    "CARS_SPLIT_SIZES",
     "CELEBA_PARTITION",
     "CELEBAHQ_SPLIT_SIZES",
+    "cars_ids_by_naming",
     "default_mapping_path",
+    "derive_car_ims_splits",
+    "derive_cars_splits",
     "derive_celebahq_splits",
     "ids_sha256",
     "read_split",
@@ -36,6 +40,10 @@ CELEBA_PARTITION: dict[str, tuple[int, int]] = {
 CELEBAHQ_SPLIT_SIZES: dict[str, int] = {"train": 24183, "val": 2993, "test": 2824}
 
 CELEBAHQ_MAPPING_RELPATH = Path("data") / "celebahq" / "CelebA-HQ-to-CelebA-mapping.txt"
+
+#: Stanford Cars (Krause et al., 3dRR 2013) image counts: cars_train/ (00001.jpg ... 08144.jpg) and cars_test/
+#: (00001.jpg ... 08041.jpg), the train / test folders of the pSp / e4e / ReStyle ``cars_encode`` experiments.
+CARS_SPLIT_SIZES: dict[str, int] = {"train": 8144, "test": 8041}
 
 
 def repo_root() -> Path:
@@ -186,3 +194,93 @@ def derive_celebahq_splits(
                 f"the expected {CELEBAHQ_SPLIT_SIZES} over 0..29999"
             )
     return result
+
+
+def cars_ids_by_naming(split: str) -> list[str]:
+    """Stanford Cars ``cars_<split>/`` ids by the documented naming: ``00001`` ... ``08144`` (train) or ``08041``
+    (test), the 5-digit file stems, ascending (= the devkit annotation order: annotation M is image M)."""
+    if split not in CARS_SPLIT_SIZES:
+        raise ValueError(f"Stanford Cars split must be one of {sorted(CARS_SPLIT_SIZES)}, got {split!r}")
+    return [f"{i:05d}" for i in range(1, CARS_SPLIT_SIZES[split] + 1)]
+
+
+def _mat_annotations(path: str | os.PathLike[str], fields: Sequence[str]) -> list[dict]:
+    """The ``annotations`` struct array of a Stanford Cars ``.mat`` file as a list of dicts (``scipy.io.loadmat``),
+    each holding ``fields``."""
+    try:
+        from scipy.io import loadmat
+    except ImportError as err:  # pragma: no cover - scipy comes with lpips
+        raise ImportError(f"reading {path} needs scipy (pip install scipy)") from err
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Stanford Cars annotation file not found: {path}")
+    rows = loadmat(str(path), simplify_cells=True).get("annotations")
+    rows = [rows] if isinstance(rows, dict) else list(rows.ravel()) if hasattr(rows, "ravel") else rows
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path}: expected an 'annotations' struct array (Stanford Cars devkit / cars_annos.mat)")
+    missing = [f for f in fields if f not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: the annotations have fields {sorted(rows[0])}, not {missing}")
+    return rows
+
+
+def _stem_id(name: str, path: Path, index: int, digits: int) -> str:
+    stem = Path(str(name)).stem
+    if not (stem.isdigit() and len(stem) == digits and Path(str(name)).suffix.lower() == ".jpg"):
+        raise ValueError(f"{path}: annotation {index + 1} names {name!r}, not a {digits}-digit .jpg file")
+    return stem
+
+
+def _check_ids(ids: list[str], path: Path, expected: int | None) -> list[str]:
+    seen: set[str] = set()
+    for image_id in ids:
+        if image_id in seen:
+            raise ValueError(f"{path}: image {image_id!r} is annotated twice")
+        seen.add(image_id)
+    if expected is not None and len(ids) != expected:
+        raise ValueError(f"{path}: {len(ids)} images, expected {expected}")
+    return ids
+
+
+def derive_cars_splits(
+    annotations: dict[str, str | os.PathLike[str]] | None = None,  # {"train": cars_train_annos.mat, "test": ...}
+    check_sizes: bool = True,  # The result must have 8,144 / 8,041 ids.
+) -> dict[str, list[str]]:
+    """Stanford Cars ``cars_train/`` and ``cars_test/`` ids, ``{"train": [...], "test": [...]}``, in annotation order.
+
+    A split given in ``annotations`` is read from that devkit file (``cars_train_annos.mat``, ``cars_test_annos.mat``
+    or ``cars_test_annos_withlabels.mat``): the stems of its ``fname`` fields (``00001.jpg`` -> ``00001``), in file
+    order. The other splits follow the documented naming (:func:`cars_ids_by_naming`), which the devkit matches."""
+    unknown = set(annotations or {}) - set(CARS_SPLIT_SIZES)
+    if unknown:
+        raise ValueError(f"unknown Stanford Cars splits {sorted(unknown)}; use {sorted(CARS_SPLIT_SIZES)}")
+    out = {}
+    for split in CARS_SPLIT_SIZES:
+        source = (annotations or {}).get(split)
+        if source is None:
+            out[split] = cars_ids_by_naming(split)
+            continue
+        path = Path(source)
+        rows = _mat_annotations(path, ["fname"])
+        ids = [_stem_id(r["fname"], path, i, 5) for i, r in enumerate(rows)]
+        out[split] = _check_ids(ids, path, CARS_SPLIT_SIZES[split] if check_sizes else None)
+    return out
+
+
+def derive_car_ims_splits(cars_annos: str | os.PathLike[str], check_sizes: bool = True) -> dict[str, list[str]]:
+    """Train / test ids of the *other* Stanford Cars layout, ``car_ims/000001.jpg`` ... ``016185.jpg`` (car_ims.tgz)
+    with ``cars_annos.mat``: the 6-digit stems of ``relative_im_path``, split by the ``test`` flag, in file order.
+
+    These images are the same 8,144 + 8,041 but numbered differently (the file carries no mapping to the
+    ``cars_train/`` / ``cars_test/`` names), so their ids are not those of :func:`derive_cars_splits`."""
+    path = Path(cars_annos)
+    out: dict[str, list[str]] = {"train": [], "test": []}
+    for i, row in enumerate(_mat_annotations(path, ["relative_im_path", "test"])):
+        flag = int(row["test"])
+        if flag not in (0, 1):
+            raise ValueError(f"{path}: annotation {i + 1} has test flag {row['test']!r}, not 0 / 1")
+        out["test" if flag else "train"].append(_stem_id(row["relative_im_path"], path, i, 6))
+    _check_ids(out["train"] + out["test"], path, None)
+    for split, ids in out.items():
+        _check_ids(ids, path, CARS_SPLIT_SIZES[split] if check_sizes else None)
+    return out

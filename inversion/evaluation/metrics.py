@@ -1,4 +1,4 @@
-"""Per-image reconstruction metrics on image batches: L2, PSNR, LPIPS, MS-SSIM and identity similarity.
+"""Per-image reconstruction metrics on image batches: L2, PSNR, LPIPS, MS-SSIM, identity and MoCo similarity.
 
 Every metric takes two batches ``pred``, ``target`` [N, 3, H, W] in [-1, 1] (already at the protocol size) and
 returns one value per image, [N]. Maintained implementations do the work where they exist:
@@ -8,6 +8,9 @@ returns one value per image, [N]. Maintained implementations do the work where t
   :class:`inversion.losses.LPIPSLoss`;
 * identity: :mod:`inversion.losses.identity` networks (ArcFace IR-SE50, CurricularFace-compatible IR-101,
   facenet-pytorch's InceptionResnetV1), each from a local weight file;
+* MoCo similarity (non-face domains: cars, churches, horses, animals): cosine similarity of the MoCo-v2 ResNet-50
+  features the pSp / e4e / ReStyle ``MocoLoss`` compares (:class:`inversion.losses.FeatureSimilarityLoss`); opt-in
+  (``+net@metrics.moco_sim.module=moco paths.moco=...``);
 * the networks are declared as the training and refinement terms are (``conf/net`` specs, built by
   :func:`inversion.losses.build_network`), and every column is an entry of :data:`METRICS`;
 * L2 is ``mean((pred - target)^2)`` over C, H, W on [-1, 1] images: the "L2" / "MSE" column of pSp, e4e,
@@ -29,7 +32,7 @@ from torch import nn
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
 from ..config import to_plain
-from ..losses import LPIPSLoss, MissingWeightsError, build_network, weights_key
+from ..losses import FeatureSimilarityLoss, LPIPSLoss, MissingWeightsError, build_network, weights_key
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -102,6 +105,7 @@ class Metric:
     higher_is_better: bool  # The arrow in the report; "reach" thresholds compare with >= or <=.
     fn: Callable[..., torch.Tensor]  # (pred, target, net, suite) -> [N]; `net` is the built network or None.
     network: bool = False  # Needs a network built from ``metrics.<name>.module`` (a conf/net spec).
+    opt_in: bool = False  # Runs only when ``metrics.<name>`` is given; absent, it is not run and not listed as skipped.
 
 
 def _describe_ms_ssim() -> str:
@@ -117,6 +121,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("lpips", "LPIPS", False, lambda p, t, net, suite: net(p, t, per_sample=True), network=True),
     Metric("ms_ssim", "MS-SSIM", True, lambda p, t, net, suite: ms_ssim(p, t)),
     Metric("id_sim", "ID", True, lambda p, t, net, suite: net.similarity(p, t), network=True),
+    Metric("moco_sim", "MoCo sim", True, lambda p, t, net, suite: net.similarity(p, t), network=True, opt_in=True),
 )}
 #: Column name -> whether a larger value is better (for the report's arrows).
 HIGHER_IS_BETTER: dict[str, bool] = {k: m.higher_is_better for k, m in METRICS.items()}
@@ -131,6 +136,12 @@ def _describe_network(net: nn.Module, spec: Mapping[str, Any]) -> str:
     if isinstance(net, LPIPSLoss):
         return (f"lpips {package_version('lpips')} LPIPS(net='{net.net_type}', version='0.1'): trunk from {key} "
                 f"({path}), linear layers from the lpips wheel; [-1, 1] images")
+    if isinstance(net, FeatureSimilarityLoss):
+        crop = "the whole image" if net.crop is None else f"crop [top, bottom, left, right] = {list(net.crop)}"
+        norm = "ImageNet-normalised" if net.imagenet_normalize else "[-1, 1] values as is (no ImageNet normalisation)"
+        return (f"cosine similarity of torchvision {net.arch} pooled features without fc (FeatureSimilarityLoss, "
+                f"weights {key}: {path}); {crop} at the protocol size, F.interpolate to {net.size}x{net.size} "
+                f"('{net.interpolation}'), {norm}")
     crop = getattr(net, "crop", None)
     crop_txt = "no crop" if crop is None else f"crop [top, bottom, left, right] = {list(crop)} at 256 px"
     return (f"cosine similarity of {type(net).__name__} embeddings (weights {key}: {path}); {crop_txt}, then "
@@ -172,6 +183,8 @@ class MetricSuite:
             if not metric.network:
                 continue
             spec = (cfg or {}).get(name)
+            if metric.opt_in and name not in (cfg or {}):
+                continue
             if spec is None or spec.get("module") is None:
                 suite.skipped[name] = f"metrics.{name} is null (turned off)"
                 continue

@@ -50,9 +50,11 @@ FACENET_HINT = (
     "download it and pass its local path. Nothing is downloaded automatically."
 )
 MOCO_HINT = (
-    "It should be a MoCo-v2 ResNet-50 checkpoint such as 'moco_v2_800ep_pretrain.pt' (e4e / pSp README's "
-    "'MOCOv2 Model' link, or facebookresearch/moco's release; keys 'module.encoder_q.*' under 'state_dict') "
-    "or a plain torchvision ResNet state dict; pass its local path. Nothing is downloaded automatically."
+    "It should be the MoCo-v2 ResNet-50 checkpoint 'moco_v2_800ep_pretrain.pth.tar' of facebookresearch/moco "
+    "(https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar; the "
+    "ReStyle / e4e READMEs' 'MoCov2 Model' link, https://drive.google.com/file/d/18rLcNGdteX5LwT7sv_F7HWr12HpVEzVe, "
+    "names it moco_v2_800ep_pretrain.pt(h)): keys 'module.encoder_q.*' under 'state_dict'; a plain torchvision "
+    "ResNet state dict also loads. Pass its local path (paths.moco). Nothing is downloaded automatically."
 )
 
 
