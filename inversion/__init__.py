@@ -5,12 +5,15 @@ from .checkpoints import load_inverter, save_inverter
 from .inverter import InversionResult, Inverter
 from .models import CheckpointError, Generator, demo_generator, load_generator
 from .refine import load_tuned, save_tuned
+from .style_mixing import multimodal
+from .tasks import InputSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
     "Generator",
+    "InputSpec",
     "InversionResult",
     "Inverter",
     "build_inverter",
@@ -18,6 +21,7 @@ __all__ = [
     "load_generator",
     "load_inverter",
     "load_tuned",
+    "multimodal",
     "save_inverter",
     "save_tuned",
     "__version__",

@@ -31,6 +31,7 @@ from .inverter import Inverter
 from .models.loading import generator_from_checkpoint, sniff_format, torch_load
 from .models.sg3_infer import is_stylegan3_state, stylegan3_from_state_dict
 from .models.state import CheckpointError, import_target, load_state_strict, normalize_latent_avg
+from .tasks import InputSpec
 
 __all__ = ["load_inverter", "save_inverter", "inverter_from_official", "inverter_from_stylegan3_editing",
            "OFFICIAL_ENCODERS", "INVERTER_FORMAT", "load_checkpoint_dict"]
@@ -140,11 +141,13 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
 def _official_inverter(ckpt: dict, source: str, G: torch.nn.Module, state: dict, opts: dict, enc_type: str, *,
                        start_from_latent_avg: bool, num_iters: int) -> Inverter:
     """The :class:`Inverter` of an official checkpoint around its decoder ``G``: the encoder (strict), the
-    ``latent_avg`` (None: the decoder's ``w_avg``), the official 256 px input and ``face_pool``."""
+    ``latent_avg`` (None: the decoder's ``w_avg``), the official 256 px input and ``face_pool``, and what the
+    encoder reads (pSp's image-to-image tasks: ``label_nc`` / ``input_nc`` -> :class:`InputSpec`)."""
     residual = OFFICIAL_ENCODERS[enc_type][1]
     in_channels = int(opts.get("input_nc", 6 if residual else 3))
     if residual and in_channels != 6:
         raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
+    input_spec = InputSpec() if residual else InputSpec.from_official_opts(opts, source)
     encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source)
     latent_avg = ckpt.get("latent_avg")
     if latent_avg is not None:
@@ -158,6 +161,7 @@ def _official_inverter(ckpt: dict, source: str, G: torch.nn.Module, state: dict,
         latent_avg=latent_avg,
         encoder_size=256,
         resize_mode="adaptive_avg",
+        input_spec=input_spec,
     )
     inverter.encoder_config = encoder_config
     return inverter
@@ -203,6 +207,7 @@ def save_inverter(
             start_from_latent_avg=inverter.start_from_latent_avg,
             encoder_size=inverter.encoder_size,
             resize_mode=inverter.resize_mode,
+            input_spec=inverter.input_spec.as_dict(),
         ),
         "generator": dict(generator_config),
         "generator_summary": dict(img_resolution=inverter.generator.img_resolution,
@@ -235,8 +240,9 @@ def _inverter_from_ours(ckpt: dict, path: Path, generator_path: str | None,
     encoder = import_target(enc_cfg.pop("_target_"), source)(**enc_cfg)
     load_state_strict(encoder, ckpt["encoder_state_dict"], source, what="encoder weights")
     latent_avg = normalize_latent_avg(ckpt["latent_avg"], num_ws=G.num_ws, w_dim=G.w_dim, source=source)
-    inverter = Inverter(encoder=encoder, generator=G.eval().requires_grad_(False), latent_avg=latent_avg,
-                        **ckpt["inverter"])
+    settings = dict(ckpt["inverter"])
+    settings["input_spec"] = InputSpec.from_dict(settings.get("input_spec"))  # absent in older exports: RGB
+    inverter = Inverter(encoder=encoder, generator=G.eval().requires_grad_(False), latent_avg=latent_avg, **settings)
     inverter.encoder_config = dict(ckpt["encoder"])
     return inverter
 

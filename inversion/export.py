@@ -52,6 +52,7 @@ from .inverter import Inverter
 from .models.loading import sniff_format, torch_load
 from .models.state import CheckpointError, import_target, load_state_strict, normalize_latent_avg, state_diff
 from .models.stylegan2 import EqualLinear, Generator
+from .tasks import RGB, InputSpec
 
 __all__ = [
     "OFFICIAL_FAMILIES",
@@ -203,6 +204,15 @@ def _mode_problem(enc_type: str) -> str:
             f"{family} code has no iterative mode")
 
 
+def _official_input(inverter: Inverter, family: OfficialFamily) -> tuple[int, int]:
+    """``(input_nc, label_nc)`` of the file: pSp's image-to-image inputs (sketch: 1 / 1, labels: N / N) from the
+    inverter's :class:`~inversion.tasks.InputSpec`; the family's RGB default otherwise."""
+    spec = inverter.input_spec
+    if spec.mode == "rgb" or family.name != "pSp":
+        return family.in_channels, 0
+    return spec.channels, 1 if spec.mode == "gray" else spec.channels
+
+
 def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
     """``(problems, differences)`` of ``inverter`` against the official classes.
 
@@ -240,12 +250,19 @@ def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
         differences.append(f"generator mapping lr multiplier {sorted(lr_muls)} (official lr_mlp=0.01)")
     # encoder: the official classes have fixed widths (IR-SE50 / ResNet-34) for 256 px inputs
     enc = inverter.encoder
-    if getattr(enc, "in_channels", family.in_channels) != family.in_channels:
-        problems.append(f"encoder has {enc.in_channels} input channels ({family.name}: input_nc={family.in_channels})")
+    input_nc, label_nc = _official_input(inverter, family)
+    read_as = RGB if family.name != "pSp" else InputSpec.from_official_opts({"input_nc": input_nc,
+                                                                             "label_nc": label_nc})
+    if inverter.input_spec.mode != "rgb" and family.name != "pSp":
+        problems.append(f"{inverter.input_spec.mode} inputs: only pSp has input_nc / label_nc")
+    elif inverter.input_spec != read_as:
+        differences.append(f"inputs {inverter.input_spec}: {family.name} reads them as {read_as}")
+    if getattr(enc, "in_channels", input_nc) != input_nc:
+        problems.append(f"encoder has {enc.in_channels} input channels ({family.name}: input_nc={input_nc})")
     if getattr(enc, "input_size", 256) != 256 or inverter.encoder_size != 256:
         problems.append(f"encoder input size {inverter.encoder_size} (the official encoders and face_pool: 256)")
     with torch.device("meta"):
-        ref_enc = type(enc)(num_ws=G.num_ws, w_dim=512, in_channels=family.in_channels, input_size=256)
+        ref_enc = type(enc)(num_ws=G.num_ws, w_dim=512, in_channels=input_nc, input_size=256)
     problems += _diff(enc, ref_enc, f"encoder ({type(enc).__name__})")
     if residual and inverter.resize_mode != "adaptive_avg":
         differences.append(f"resize_mode={inverter.resize_mode!r}: ReStyle feeds back its reconstructions through "
@@ -295,8 +312,8 @@ def _official_opts(inverter: Inverter, enc_type: str, path: Path, dataset_type: 
         exp_dir=str(exp_dir) if exp_dir is not None else str(path.parent),
         dataset_type=dataset_type,
         encoder_type=enc_type,
-        input_nc=family.in_channels,
-        label_nc=0,
+        input_nc=_official_input(inverter, family)[0],
+        label_nc=_official_input(inverter, family)[1],
         output_size=G.img_resolution,  # pSp, ReStyle (and our loader)
         start_from_latent_avg=bool(inverter.start_from_latent_avg or inverter.residual),
         checkpoint_path=str(path),

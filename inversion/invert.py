@@ -16,13 +16,23 @@ For every readable image (optionally FFHQ-aligned first, with ``--align``): the 
   ``unaligned_input/<name>.png``, that square of the photo at the same size (:mod:`inversion.unaligned`); the
   transform (``theta``, ``translation``, ``matrix`` M, ``inverse`` M⁻¹ = the ``synthesis.input.transform``
   value, ``box``) goes into the latent record (``"unaligned"``) and the summary entry;
-* ``grid.png``: input | reconstruction (| refined), one row per image (the first ``--grid-images``);
-* ``summary.json``: settings, processed images, every skipped file with its reason, timings (rewritten after
-  every batch; ``"finished": true`` once the run is complete).
+* with ``--latent-mask`` (multi-modal synthesis by style mixing, :mod:`inversion.style_mixing`):
+  ``multimodal/<name>/<k>.png`` for ``k < --n-outputs`` (the final latents with the masked layers resampled from
+  seeded random z) and ``multimodal/<name>/latents.pt`` (``{"ws": [K, num_ws, w_dim], "inject_ws", "z",
+  "latent_mask", "mix_alpha", "mix_seed", "source"}``);
+* ``grid.png``: input | reconstruction (| refined) (| multi-modal outputs), one row per image (the first
+  ``--grid-images``);
+* ``summary.json``: settings (``input_mode``: what the encoder reads), processed images, every skipped file with
+  its reason, timings (rewritten after every batch; ``"finished": true`` once the run is complete).
 
 Unreadable or non-image files and, with ``--align``, images without a face are reported (stderr and
 ``summary.json``) and skipped; everything else is still written. Exit status: 0 when at least one image was
-inverted, 1 when none was, 2 for a usage error (missing checkpoint, unknown refine config, ...).
+inverted, 1 when none was, 2 for a usage error (missing checkpoint, unknown refine config, bad latent mask, ...).
+
+Checkpoints of pSp's image-to-image tasks read their inputs through ``inverter.input_spec``
+(:mod:`inversion.tasks`): sketches as 1-channel grayscale, segmentation maps as class-index images made one-hot.
+Such inputs are center-cropped and resized like photos (label maps: nearest); ``--align`` and ``--refine``
+(which compare with an RGB photo) are refused for them.
 
 The same as a function: :func:`invert_images`.
 """
@@ -45,6 +55,7 @@ from .imageio import RESIZE_MODES, atomic_save, atomic_write_json, from_pil, rea
 from .inverter import Inverter
 from .reconstruct import reconstruct
 from .refine import Tuner, TuneResult, save_tuned
+from .style_mixing import multimodal, parse_latent_mask
 
 __all__ = ["IMAGE_SUFFIXES", "InvertSummary", "collect_inputs", "invert_images", "load_refine_config"]
 
@@ -149,6 +160,10 @@ def invert_images(
     grid_images: int = 16,  # Rows in grid.png.
     thumb_size: int = 256,  # Tile size in grid.png.
     checkpoint: str = "",  # Recorded in the latent files and summary.json.
+    latent_mask: str | Sequence[int] | None = None,  # Multi-modal outputs: W+ layers to resample ("8,9,10", "8:18").
+    mix_alpha: float | None = None,  # None: replace the masked layers; a float: blend (pSp's --mix_alpha).
+    n_outputs: int = 5,  # Multi-modal outputs per image.
+    mix_seed: int = 0,  # Seeds the random z, drawn image by image in input order.
     progress: bool = True,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> InvertSummary:
@@ -157,6 +172,13 @@ def invert_images(
         raise ValueError(f"input_resize_mode={input_resize_mode!r}; choose one of {list(RESIZE_MODES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    spec = inverter.input_spec
+    if spec.mode != "rgb" and (aligner is not None or refiner is not None):
+        raise ValueError(f"this checkpoint reads {spec.mode} inputs ({spec.channels} channel(s)): face alignment and "
+                         "refinement need RGB photos")
+    layers = None if latent_mask is None else parse_latent_mask(latent_mask, inverter.generator.num_ws)
+    if layers is not None and n_outputs < 1:
+        raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
     if unaligned:
         from .unaligned import has_input_transform, render_unaligned, unaligned_transform
 
@@ -170,7 +192,8 @@ def invert_images(
     dirs = {k: out / k for k in ("latents", "reconstructions", *(("refined",) if refiner else ()),
                                    *(("tuned",) if isinstance(refiner, Tuner) else ()),
                                    *(("aligned",) if aligner else ()),
-                                   *(("unaligned", "unaligned_input") if unaligned else ()))}
+                                   *(("unaligned", "unaligned_input") if unaligned else ()),
+                                   *(("multimodal",) if layers is not None else ()))}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     files, skipped = collect_inputs(inputs)
@@ -188,7 +211,11 @@ def invert_images(
                         "input_resize_mode": input_resize_mode, "img_resolution": G.img_resolution,
                         "autocast": None if inverter.autocast is None else str(inverter.autocast).replace("torch.", ""),
                         "channels_last": inverter.channels_last,
-                        "num_ws": G.num_ws, "w_dim": G.w_dim, "noise_mode": noise_mode}
+                        "num_ws": G.num_ws, "w_dim": G.w_dim, "noise_mode": noise_mode,
+                        "input_mode": spec.mode, "input_channels": spec.channels}
+    if layers is not None:
+        summary.settings.update(latent_mask=layers, mix_alpha=mix_alpha, n_outputs=n_outputs, mix_seed=mix_seed)
+    mix_rng = torch.Generator().manual_seed(int(mix_seed))
     all_ws: list[torch.Tensor] = []
     grid_rows: list[list[Image.Image]] = []
 
@@ -197,10 +224,13 @@ def invert_images(
     bar = tqdm(total=len(files), unit="img", desc="invert", disable=not progress, dynamic_ncols=True)
     for batch in _batches(list(zip(files, names)), batch_size):
         t0 = time.perf_counter()
-        ready: list[tuple[Path, str, Image.Image]] = []
+        ready: list[tuple[Path, str, Any]] = []  # (file, name, RGB PIL image | spec.read tensor)
         frames: list[tuple[Any, Image.Image]] = []  # with unaligned: (UnalignedTransform, unaligned photo crop)
         for path, name in batch:
             try:
+                if spec.mode != "rgb":
+                    ready.append((path, name, spec.read(path)))
+                    continue
                 img = read_rgb(path)
                 if aligner is not None:
                     photo, aligned = img, aligner.align(img, name=str(path))
@@ -219,8 +249,10 @@ def invert_images(
         bar.update(len(batch) - len(ready))
         if not ready:
             continue
-        full = [from_pil(img) for _, _, img in ready]
-        x = torch.stack([resize_images(t[None], inverter.encoder_size, input_resize_mode)[0] for t in full])
+        full = [from_pil(img) if spec.mode == "rgb" else img for _, _, img in ready]
+        x = torch.cat([spec.prepare(t[None], inverter.encoder_size, input_resize_mode) for t in full])
+        if spec.mode != "rgb":  # what the grid shows as the input
+            ready = [(path, name, to_pil(tile)) for (path, name, _), tile in zip(ready, spec.display(x))]
         target = None
         if refiner is not None:
             target = torch.stack([resize_images(t[None], refine_size, "bilinear_antialias")[0] for t in full])
@@ -234,10 +266,14 @@ def invert_images(
             refined_ws, refined_images, noise = res.ws.float(), res.images.float(), res.noise
         final_ws = refined_ws if refined_ws is not None else ws
         tuned = isinstance(res, TuneResult)
+        gen_dtype = next(G.parameters()).dtype
+        mixed = None
+        if layers is not None:
+            mixed = multimodal(inverter, x, layers, mix_alpha=mix_alpha, n_outputs=n_outputs, rng=mix_rng,
+                               base_ws=final_ws.to(device=device, dtype=gen_dtype), noise_mode=noise_mode)
         unaligned_images = None
         if unaligned:
             with torch.no_grad():
-                gen_dtype = next(G.parameters()).dtype
                 unaligned_images = render_unaligned(G, final_ws.to(device=device, dtype=gen_dtype),
                                                     np.stack([tf.inverse for tf, _ in frames]),
                                                     noise_mode=noise_mode).float()
@@ -266,6 +302,8 @@ def invert_images(
                 row[2].save(dirs["refined"] / f"{name}.png")
             if aligner is not None:
                 img.save(dirs["aligned"] / f"{name}.png")
+            if mixed is not None:
+                row += _save_multimodal(mixed, j, dirs["multimodal"] / name, path, mix_seed, entry)
             if len(grid_rows) < grid_images:
                 grid_rows.append([tile.resize((thumb_size, thumb_size), Image.LANCZOS) for tile in row])
             all_ws.append(final_ws[j].cpu())
@@ -283,6 +321,20 @@ def invert_images(
         stack_rows(grid_rows, out / "grid.png")
     _write_summary(out, summary, finished=True)
     return summary
+
+
+def _save_multimodal(mixed: Any, j: int, folder: Path, source: Path, seed: int, entry: dict[str, Any]
+                     ) -> list[Image.Image]:
+    """Image ``j``'s multi-modal outputs: ``<k>.png`` and ``latents.pt`` in ``folder``; returns the PIL images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = [to_pil(img.float()) for img in mixed.images[j]]
+    for k, tile in enumerate(tiles):
+        tile.save(folder / f"{k}.png")
+    atomic_save({"ws": mixed.ws[j].float().cpu(), "inject_ws": mixed.inject_ws[j].float().cpu(),
+                 "z": mixed.z[j].cpu(), "latent_mask": mixed.latent_mask, "mix_alpha": mixed.mix_alpha,
+                 "mix_seed": seed, "source": str(source)}, folder / "latents.pt")
+    entry["multimodal"] = [f"multimodal/{folder.name}/{k}.png" for k in range(len(tiles))]
+    return tiles
 
 
 def _write_summary(out: Path, summary: InvertSummary, finished: bool) -> None:

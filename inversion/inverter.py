@@ -17,6 +17,7 @@ from torch import nn
 from .imageio import RESIZE_MODES, resize_images
 from .models.state import normalize_latent_avg
 from .models.stylegan2 import Generator
+from .tasks import RGB, InputSpec
 
 __all__ = ["AUTOCAST_DTYPES", "InversionResult", "InversionStep", "Inverter", ]
 
@@ -60,6 +61,7 @@ class Inverter(nn.Module):
         encoder_size: int = 256,  # Resolution the encoder sees.
         resize_mode: str = "adaptive_avg",  # How generator images are resized for the encoder.
         detach_steps: bool = True,  # ReStyle: no gradient across steps (each step gets its own loss).
+        input_spec: InputSpec | None = None,  # What x is (pSp tasks: sketch / one-hot labels); default RGB [-1, 1].
     ):
         super().__init__()
         if resize_mode not in RESIZE_MODES:
@@ -76,6 +78,9 @@ class Inverter(nn.Module):
         self.encoder_size = encoder_size
         self.resize_mode = resize_mode
         self.detach_steps = detach_steps
+        self.input_spec = RGB if input_spec is None else input_spec
+        if residual and self.input_spec.mode != "rgb":
+            raise ValueError(f"a residual (ReStyle) inverter reads RGB images, not {self.input_spec.mode!r} inputs")
         self.autocast: torch.dtype | None = None  # fast path (set_fast_path): the loop under torch.autocast
         self.channels_last = False  # fast path: encoder inputs in NHWC memory format
         G = generator
@@ -140,7 +145,7 @@ class Inverter(nn.Module):
 
     def invert(
         self,
-        x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size.
+        x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size (input_spec.prepare for other tasks).
         num_iters: int | None = None,  # Override the number of ReStyle steps.
         noise_mode: str = "const",  # Generator noise for the reconstructions ('random': a fresh draw per render).
         ws_init: torch.Tensor | None = None,  # ReStyle: start from these ws (their image is rendered).
@@ -152,7 +157,7 @@ class Inverter(nn.Module):
 
     def iterate(
         self,
-        x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size.
+        x: torch.Tensor,  # Images [N, 3, S, S] in [-1, 1] at the encoder size (input_spec.prepare for other tasks).
         num_iters: int | None = None,  # Override the number of ReStyle steps.
         noise_mode: str = "const",  # Generator noise for the reconstructions ('random': a fresh draw per render).
         ws_init: torch.Tensor | None = None,  # ReStyle: start from these ws (their image is rendered).
@@ -164,7 +169,10 @@ class Inverter(nn.Module):
         Step ``t + 1`` is computed only when asked for, from step ``t``'s (detached, with ``detach_steps``) ``ws``
         and image, so a trainer can back-propagate each step's loss before the next step exists and only one
         step's autograd graph is alive at a time, as the official ReStyle trainer does."""
-        assert x.ndim == 4 and x.shape[1] == 3, f"x must be [N, 3, H, W], got {tuple(x.shape)}"
+        channels = self.input_spec.channels
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise ValueError(f"x must be [N, {channels}, H, W] ({self.input_spec.mode} input; see "
+                             f"inverter.input_spec.prepare), got {tuple(x.shape)}")
         if x.shape[-1] != self.encoder_size or x.shape[-2] != self.encoder_size:
             raise ValueError(
                 f"images must be {self.encoder_size}x{self.encoder_size} (the encoder size), got "
@@ -209,6 +217,12 @@ class Inverter(nn.Module):
                     if self.detach_steps:
                         ws_prev, y_prev = ws_prev.detach(), y_prev.detach()
             yield InversionStep(ws=ws, images=images, delta=delta)
+
+    def multimodal(self, x: torch.Tensor, latent_mask, **kwargs):
+        """pSp's multi-modal synthesis by style mixing: :func:`inversion.style_mixing.multimodal` on this inverter."""
+        from .style_mixing import multimodal
+
+        return multimodal(self, x, latent_mask, **kwargs)
 
     def _autocast(self, x: torch.Tensor):
         """The fast path's autocast around one step's computation (entered per step, never across a ``yield``:

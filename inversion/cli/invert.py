@@ -55,6 +55,14 @@ def build_parser(prog: str = "inversion invert") -> argparse.ArgumentParser:
     p.add_argument("--compile", default=None, metavar="MODE",
                    help="fast path: torch.compile the encoder and generator (default, reduce-overhead, max-autotune)")
     p.add_argument("--input-resize-mode", choices=RESIZE_MODES, default="bilinear_antialias")
+    p.add_argument("--latent-mask", default=None, metavar="LAYERS",
+                   help="multi-modal synthesis (pSp style mixing): W+ layers to resample from random z, e.g. "
+                        "8,9,10 or 8:18; writes multimodal/<name>/")
+    p.add_argument("--mix-alpha", type=float, default=None,
+                   help="with --latent-mask: blend alpha*injected + (1-alpha)*inverted on those layers "
+                        "(default: replace them)")
+    p.add_argument("--n-outputs", type=int, default=None, help="with --latent-mask: outputs per image (default 5)")
+    p.add_argument("--mix-seed", type=int, default=0, help="with --latent-mask: seed of the random z")
     p.add_argument("--grid-images", type=int, default=16)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p
@@ -63,6 +71,8 @@ def build_parser(prog: str = "inversion invert") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
+        if args.latent_mask is None and (args.mix_alpha is not None or args.n_outputs is not None):
+            raise ValueError("--mix-alpha / --n-outputs need --latent-mask (the W+ layers to resample)")
         if args.sg3_unaligned and not args.align:
             raise ValueError("--sg3-unaligned needs --align: the unaligned framing comes from the face alignment")
         device = torch.device(args.device)
@@ -92,6 +102,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -
             if not has_input_transform(inverter.generator):
                 raise ValueError(f"--sg3-unaligned needs a StyleGAN3 generator (synthesis.input.transform); this "
                                  f"checkpoint's is a {type(inverter.generator).__name__}")
+        if inverter.input_spec.mode != "rgb" and (args.align or refiner is not None):
+            raise ValueError(f"this checkpoint reads {inverter.input_spec.mode} inputs: --align and --refine need "
+                             "RGB photos")
+        if args.latent_mask is not None:
+            from inversion.style_mixing import parse_latent_mask
+
+            parse_latent_mask(args.latent_mask, inverter.generator.num_ws)
+            args.n_outputs = 5 if args.n_outputs is None else args.n_outputs
+            if args.n_outputs < 1:
+                raise ValueError(f"--n-outputs must be >= 1, got {args.n_outputs}")
         aligner = None
         if args.align:
             from inversion.align import FaceAligner
@@ -105,6 +125,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -
         inverter, args.input, args.output, aligner=aligner, unaligned=args.sg3_unaligned, refiner=refiner,
         refine_size=args.refine_size, batch_size=args.batch_size, num_iters=args.num_iters,
         input_resize_mode=args.input_resize_mode, grid_images=args.grid_images, checkpoint=str(args.checkpoint),
+        latent_mask=args.latent_mask, mix_alpha=args.mix_alpha, n_outputs=args.n_outputs or 5, mix_seed=args.mix_seed,
         progress=args.progress)
     n, k = len(summary.processed), len(summary.skipped)
     print(f"inverted {n} image(s), skipped {k}; outputs in {args.output}", file=sys.stderr)
