@@ -70,3 +70,20 @@ def test_a_missing_weights_file_names_its_paths_key_in_every_consumer():
         assert "lpips" not in build_refiner(refine.refine).loss_modules
     suite = MetricSuite.from_config(evaluate.metrics)  # evaluation: skipped, the reason goes into metrics.json
     assert "lpips" not in suite.names and "paths.lpips_alex" in suite.skipped["lpips"]
+
+
+def test_a_crop_term_is_a_training_option_checked_when_built():
+    """pSp's lpips_crop / l2_crop: ``crop: [top, bottom, left, right]``; a bad box or a crop in refinement is an
+    error naming the term."""
+    mse = {"_target_": "inversion.losses.MSELoss"}
+    terms = build_terms({"l2_crop": {"weight": 0.01, "module": mse, "crop": [35, 223, 32, 220]}})
+    assert terms["l2_crop"].crop == (35, 223, 32, 220)
+    for bad in ([35, 35, 32, 220], [1, 2, 3], [-1, 5, 0, 5]):
+        with pytest.raises(ValueError, match="crop must be"):
+            build_terms({"l2_crop": {"weight": 1.0, "module": mse, "crop": bad}})
+    with pytest.raises(ValueError, match="crop must be"):
+        build_terms({"w": {"weight": 1.0, "module": {"_target_": "inversion.losses.WNormLoss"}, "inputs": "ws_avg",
+                           "crop": [0, 1, 0, 1]}})
+    with pytest.raises(ValueError, match="'l2_crop': crop is a training option"):
+        build_refiner({"_target_": "inversion.refine.Refiner", "losses": {
+            "l2_crop": {"weight": 1.0, "module": mse, "crop": [0, 8, 0, 8]}}})

@@ -10,6 +10,8 @@ A *term* is a mapping::
         path: ${paths.lpips_alex}
         net: alex
       fallback: null              # optional module spec used (with a warning) when `path` is null
+      crop: null                  # training only: [top, bottom, left, right] of both images at the loss size
+                                  # (pSp's lpips_crop / l2_crop: [35, 223, 32, 220] at 256 px)
 
 Every pretrained file has one config name under ``paths.*`` and every consumer reads the same spec:
 :func:`build_terms` gives the training and refinement terms, :func:`build_network` the metric networks
@@ -46,10 +48,17 @@ class LossTerm:
     weight: float
     module: nn.Module
     inputs: str = "images"
+    crop: tuple[int, int, int, int] | None = None  # [top, bottom, left, right] of both images (inputs: images)
 
     def __post_init__(self):
         if self.inputs not in INPUT_KINDS:
             raise ValueError(f"loss inputs must be one of {INPUT_KINDS}, got {self.inputs!r}")
+        if self.crop is not None:
+            box = tuple(int(v) for v in self.crop)
+            if len(box) != 4 or not (0 <= box[0] < box[1] and 0 <= box[2] < box[3]) or self.inputs != "images":
+                raise ValueError(f"loss crop must be [top, bottom, left, right] with top < bottom, left < right on "
+                                 f"images, got {list(self.crop)} (inputs {self.inputs!r})")
+            self.crop = box
 
 
 def _plain(spec: Any, resolve: bool = True) -> dict:
@@ -84,6 +93,7 @@ def build_terms(
     missing: str = "error",  # null `path`: "error" (training) | "skip" (warn and leave the term out)
     what: str = "loss",  # Names the consumer in messages ("loss", "refine loss").
     allowed_inputs: tuple[str, ...] = INPUT_KINDS,  # Refinement compares images only.
+    allow_crop: bool = True,  # Refinement compares whole images: a crop there is an error.
     warn: Callable[[str], None] = lambda msg: warnings.warn(msg, stacklevel=3),
 ) -> dict[str, LossTerm]:
     """The terms with a non-zero weight, their networks built by :func:`build_network`."""
@@ -91,9 +101,13 @@ def build_terms(
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     out: dict[str, LossTerm] = {}
     for name, spec in (specs or {}).items():
-        unknown = set(spec) - {"weight", "module", "inputs", "fallback"}
+        unknown = set(spec) - {"weight", "module", "inputs", "fallback", "crop"}
         if unknown or "module" not in spec:
-            raise ValueError(f"{what} {name!r}: expected keys weight, module (inputs, fallback), got {sorted(spec)}")
+            raise ValueError(f"{what} {name!r}: expected keys weight, module (inputs, fallback, crop), got "
+                             f"{sorted(spec)}")
+        crop = spec.get("crop")
+        if crop is not None and not allow_crop:
+            raise ValueError(f"{what} {name!r}: crop is a training option (pSp's crop losses), not supported here")
         weight = float(spec.get("weight", 1.0))
         if weight == 0:
             continue
@@ -111,7 +125,8 @@ def build_terms(
                 continue
             else:
                 raise MissingWeightsError(f"{what} {name!r}: {err}") from None
-        out[name] = LossTerm(weight=weight, module=module, inputs=inputs)
+        out[name] = LossTerm(weight=weight, module=module, inputs=inputs,
+                             crop=None if crop is None else tuple(crop))
     if not out:
         raise ValueError(f"every {what} weight is 0 (or its weights are missing): nothing to optimise")
     return out

@@ -37,7 +37,8 @@ def build_losses(cfg: Mapping[str, Any]) -> dict[str, tuple[float, nn.Module]]:
     """The ``losses`` entry of a refine config as ``{name: (weight, module)}`` (see the module docstring)."""
     from ..losses import build_terms
 
-    terms = build_terms(cfg.get("losses"), missing="skip", what="refine loss", allowed_inputs=("images",))
+    terms = build_terms(cfg.get("losses"), missing="skip", what="refine loss", allowed_inputs=("images",),
+                        allow_crop=False)
     return {name: (term.weight, term.module) for name, term in terms.items()}
 
 

@@ -146,8 +146,9 @@ def mean_val_l2(module: InversionModule, loader: DataLoader, max_batches: int | 
         if batch is None:
             continue
         x = batch["image"].to(device=module.device, dtype=module.dtype)  # a 64-true run leaves the module float64
-        y = module.inverter.invert(x).images
-        total += (resize_images(y, x.shape[-1], module.loss_resize_mode) - x).square().mean((1, 2, 3)).sum().item()
+        source = batch.get("source", batch["image"]).to(device=module.device, dtype=module.dtype)  # pSp's tasks
+        y = module.inverter.invert(source).images
+        total += (resize_images(y, x.shape[-2:], module.loss_resize_mode) - x).square().mean((1, 2, 3)).sum().item()
         count += x.shape[0]
     module.train(was_training)
     return total / max(count, 1), count

@@ -91,6 +91,7 @@ class InversionModule(pl.LightningModule):
         self.inverter = inverter
         self.loss_terms = nn.ModuleDict({k: t.module for k, t in losses.items()})
         self.loss_spec = {k: (float(t.weight), t.inputs) for k, t in losses.items()}
+        self.loss_crops = {k: t.crop for k, t in losses.items() if t.crop is not None}
         for m in self.loss_terms.values():
             m.requires_grad_(False)
         self.optimizer_factory = optimizer
@@ -139,7 +140,8 @@ class InversionModule(pl.LightningModule):
     def step_losses(self, step: InversionStep, target: torch.Tensor, batch: dict
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted sum and the detached value of each configured term for one inversion step (one ReStyle
-        iteration); ``target`` is the batch at ``loss_size``. An ID term also gives the official ``id_improve``."""
+        iteration); ``target`` is the batch at ``loss_size``. An ID term also gives the official ``id_improve``.
+        A term with a ``crop`` compares that box of both images (pSp's ``lpips_crop`` / ``l2_crop``)."""
         terms: dict[str, torch.Tensor] = {}
         total = target.new_zeros(())
         y_hat = None
@@ -148,7 +150,11 @@ class InversionModule(pl.LightningModule):
             if kind == "images":
                 if y_hat is None:
                     y_hat = resize_images(step.images, self.loss_size, self.loss_resize_mode)
-                value = module(y_hat, target)
+                a, b = y_hat, target
+                if name in self.loss_crops:
+                    top, bottom, left, right = self.loss_crops[name]
+                    a, b = a[..., top:bottom, left:right], b[..., top:bottom, left:right]
+                value = module(a, b)
             elif kind == "ws_avg":
                 value = module(step.ws, self.inverter.latent_avg)
             else:
@@ -156,10 +162,16 @@ class InversionModule(pl.LightningModule):
                     raise KeyError(f"loss '{name}' needs the true ws of the training images (a SeedDataset)")
                 value = module(step.ws, batch["ws"])
             terms[name] = value.detach()
-            if isinstance(module, EmbeddingSimilarityLoss):
-                # official: mean(<e(y_hat), e(y)> - <e(y), e(x)>); the input x is the target y here, so the second
-                # similarity is 1 and id_improve = -loss_id
-                terms["id_improve"] = -value.detach()
+            if isinstance(module, EmbeddingSimilarityLoss) and name not in self.loss_crops:
+                # official: mean(<e(y_hat), e(y)> - <e(y), e(x)>); when the input x is the target y the second
+                # similarity is 1 and id_improve = -loss_id; an RGB source (pSp's tasks) is embedded
+                source = batch.get("source")
+                if source is None or source.shape[1] != 3:
+                    terms["id_improve"] = -value.detach()
+                else:
+                    with torch.no_grad():
+                        x_small = resize_images(source, self.loss_size, self.loss_resize_mode)
+                        terms["id_improve"] = (1 - value.detach()) - module.similarity(target, x_small).mean()
             total = total + weight * value
         return total, terms
 
@@ -186,8 +198,8 @@ class InversionModule(pl.LightningModule):
         is computed (one step's graph alive at a time). Returns the detached steps (images kept for the grid only),
         the last step's loss and terms (the official logs), or None after a non-finite loss (nothing back-propagated
         from it; the caller skips the optimizer step)."""
-        x = batch["image"]
-        target = resize_images(x, self.loss_size, self.loss_resize_mode)
+        x = batch.get("source", batch["image"])  # the encoder's input: pSp's tasks give a source, else the target
+        target = resize_images(batch["image"], self.loss_size, self.loss_resize_mode)
         train = stage == "train"
         keep_images = self._grid_due(index) if train else index == 0  # every step's images: only for a grid
         num_iters = self.inverter.num_iters
@@ -271,7 +283,7 @@ class InversionModule(pl.LightningModule):
             self._count_batch_as_step()
         self.log_step("train", batch["image"], out, total, {**logs, **terms})
         if self._grid_due(step):
-            self.write_grid(batch["image"], out, f"train_{step:07d}")
+            self.write_grid(batch["image"], out, f"train_{step:07d}", batch.get("source"))
         return None
 
     def _count_batch_as_step(self) -> None:
@@ -296,7 +308,7 @@ class InversionModule(pl.LightningModule):
         out, total, terms = done
         self.log_step("val", batch["image"], out, total, {**logs, **terms})
         if batch_idx == 0 and self.trainer is not None and not self.trainer.sanity_checking:
-            self.write_grid(batch["image"], out, f"val_{self.global_step:07d}")
+            self.write_grid(batch["image"], out, f"val_{self.global_step:07d}", batch.get("source"))
         return None
 
     def log_step(self, stage: str, x: torch.Tensor, out: InversionResult, total: torch.Tensor,
@@ -308,18 +320,23 @@ class InversionModule(pl.LightningModule):
         for name, value in terms.items():
             key = f"loss_{name}" if name in self.loss_spec or name.startswith("collab") else name
             self.log(f"{stage}/{key}", value, batch_size=bs, sync_dist=sync)
-        final_l2 = (out.images - resize_images(x, out.images.shape[-1], self.loss_resize_mode)).square()
+        final_l2 = (out.images - resize_images(x, out.images.shape[-2:], self.loss_resize_mode)).square()
         self.log(f"{stage}/l2_final", final_l2.mean(), batch_size=bs, sync_dist=sync)
 
     # ------------------------------------------------------------------ images
     @torch.no_grad()
-    def write_grid(self, x: torch.Tensor, out: InversionResult, name: str) -> Path | None:
-        """Rows of input | reconstruction after each step | (for generated data, the target is the input)."""
+    def write_grid(self, x: torch.Tensor, out: InversionResult, name: str, source: torch.Tensor | None = None
+                   ) -> Path | None:
+        """Rows of input | reconstruction after each step (the target is the input), or with a ``source`` (pSp's
+        tasks: a sketch, a segmentation map, a low-resolution photo) source | each step | target."""
         if self.trainer is None or not self.trainer.is_global_zero:
             return None
         n = min(self.max_grid_images, x.shape[0])
-        size = x.shape[-1]
-        cols = [x[:n]] + [resize_images(s.images[:n].float(), size, self.loss_resize_mode) for s in out.steps]
+        size = x.shape[-2:]
+        first = x[:n] if source is None else resize_images(self._display(source[:n]).float(), size, "nearest")
+        cols = [first] + [resize_images(s.images[:n].float(), size, self.loss_resize_mode) for s in out.steps]
+        if source is not None:
+            cols.append(x[:n])
         grid = torchvision.utils.make_grid(torch.stack(cols, 1).flatten(0, 1).clamp(-1, 1) * 0.5 + 0.5,
                                            nrow=len(cols))
         root = Path(self.trainer.default_root_dir) / "images"
@@ -332,6 +349,13 @@ class InversionModule(pl.LightningModule):
             elif hasattr(getattr(lg, "experiment", None), "add_image"):
                 lg.experiment.add_image(name.split("_")[0] + "/grid", grid, self.global_step)
         return path
+
+    def _display(self, source: torch.Tensor) -> torch.Tensor:
+        """An encoder input as an RGB image in [-1, 1] (the inverter's input spec knows gray and label maps)."""
+        spec = getattr(self.inverter, "input_spec", None)
+        if spec is not None:
+            return spec.display(source)
+        return source if source.shape[1] == 3 else source[:, :1].repeat(1, 3, 1, 1)
 
     # ------------------------------------------------------------------ speed
     def set_fast_path(
