@@ -10,6 +10,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .config import to_plain
 from .inverter import Inverter
 from .models.stylegan2 import Generator
 
@@ -36,7 +37,8 @@ def build_inverter(cfg: DictConfig | dict, generator: Generator) -> Inverter:
         num_iters=int(cfg.get("num_iters", 1)),
         residual=bool(cfg.get("residual", False)),
         start_from_latent_avg=bool(cfg.get("start_from_latent_avg", True)),
-        encoder_size=int(net_cfg.get("input_size", 256)),
+        encoder_size=to_plain(net_cfg.get("input_size", 256)),
+        content_box=to_plain(cfg.get("content_box")),
         resize_mode=str(cfg.get("resize_mode", "adaptive_avg")),
         detach_steps=bool(cfg.get("detach_steps", True)),
     )

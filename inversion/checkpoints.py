@@ -109,11 +109,11 @@ def _check_official(ckpt: dict, source: str) -> tuple[dict, dict, str]:
 
 
 def _official_encoder(state: dict, enc_type: str, in_channels: int, num_ws: int, w_dim: int,
-                      source: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+                      source: str, input_size: int | list[int] = 256) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The encoder of an official checkpoint (widths inferred from ``encoder.*``), loaded strictly."""
     target, _ = OFFICIAL_ENCODERS[enc_type]
     enc_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    kwargs: dict[str, Any] = dict(num_ws=num_ws, w_dim=w_dim, in_channels=in_channels, input_size=256)
+    kwargs: dict[str, Any] = dict(num_ws=num_ws, w_dim=w_dim, in_channels=in_channels, input_size=input_size)
     kwargs.update(_infer_body(enc_state, "ResNet" in enc_type, source))
     encoder = import_target(target, source)(**kwargs)
     load_state_strict(encoder, enc_state, source, what="encoder weights")
@@ -138,6 +138,15 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
                               num_iters=int(opts.get("n_iters_per_batch", 5)) if residual else 1)
 
 
+def _official_geometry(opts: dict, resolution: int) -> dict[str, Any]:
+    """The encoder input size and content box of an official file: 256 px, the whole frame, except e4e / ReStyle's
+    ``cars_encode`` (192x256 inputs; the cars generator's 512x384 picture sits in rows 1/8 .. 7/8 of its frame,
+    ``y_hat[:, :, 32:224, :]`` of the 256 px face_pool, ``[64:448]`` of a 512 px render)."""
+    if opts.get("dataset_type") == "cars_encode":
+        return dict(encoder_size=[192, 256], content_box=[resolution // 8, resolution * 7 // 8, 0, resolution])
+    return dict(encoder_size=256)
+
+
 def _official_inverter(ckpt: dict, source: str, G: torch.nn.Module, state: dict, opts: dict, enc_type: str, *,
                        start_from_latent_avg: bool, num_iters: int) -> Inverter:
     """The :class:`Inverter` of an official checkpoint around its decoder ``G``: the encoder (strict), the
@@ -148,7 +157,9 @@ def _official_inverter(ckpt: dict, source: str, G: torch.nn.Module, state: dict,
     if residual and in_channels != 6:
         raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
     input_spec = InputSpec() if residual else InputSpec.from_official_opts(opts, source)
-    encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source)
+    geometry = _official_geometry(opts, G.img_resolution)
+    encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source,
+                                                geometry["encoder_size"])
     latent_avg = ckpt.get("latent_avg")
     if latent_avg is not None:
         latent_avg = normalize_latent_avg(latent_avg, num_ws=G.num_ws, w_dim=G.w_dim, source=f"{source} (latent_avg)")
@@ -159,9 +170,9 @@ def _official_inverter(ckpt: dict, source: str, G: torch.nn.Module, state: dict,
         residual=residual,
         start_from_latent_avg=start_from_latent_avg,
         latent_avg=latent_avg,
-        encoder_size=256,
         resize_mode="adaptive_avg",
         input_spec=input_spec,
+        **geometry,
     )
     inverter.encoder_config = encoder_config
     return inverter
@@ -206,6 +217,7 @@ def save_inverter(
             residual=inverter.residual,
             start_from_latent_avg=inverter.start_from_latent_avg,
             encoder_size=inverter.encoder_size,
+            content_box=None if inverter.content_box is None else list(inverter.content_box),
             resize_mode=inverter.resize_mode,
             input_spec=inverter.input_spec.as_dict(),
         ),

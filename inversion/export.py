@@ -261,6 +261,8 @@ def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
         problems.append(f"encoder has {enc.in_channels} input channels ({family.name}: input_nc={input_nc})")
     if getattr(enc, "input_size", 256) != 256 or inverter.encoder_size != 256:
         problems.append(f"encoder input size {inverter.encoder_size} (the official encoders and face_pool: 256)")
+    if inverter.content_box is not None:
+        problems.append(f"content_box {list(inverter.content_box)}: exporting the cars geometry is not supported yet")
     with torch.device("meta"):
         ref_enc = type(enc)(num_ws=G.num_ws, w_dim=512, in_channels=input_nc, input_size=256)
     problems += _diff(enc, ref_enc, f"encoder ({type(enc).__name__})")

@@ -43,22 +43,25 @@ RESIZE_MODES = ("adaptive_avg", "area", "bilinear_antialias", "bilinear", "bicub
 # ----------------------------------------------------------------------------- tensors
 def resize_images(
     x: torch.Tensor,  # [N, C, H, W]
-    size: int,  # Output height and width.
+    size: int | Sequence[int],  # Output size: one side (square) or (height, width).
     mode: str = "adaptive_avg",  # One of RESIZE_MODES; 'adaptive_avg' is pSp's face_pool.
 ) -> torch.Tensor:
     """Resize images with an explicit, named method (the "influence of interpolating" is a parameter)."""
-    if x.shape[-2:] == (size, size):
+    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(v) for v in size)
+    if len(hw) != 2:
+        raise ValueError(f"size must be one side or (height, width), got {size!r}")
+    if tuple(x.shape[-2:]) == hw:
         return x
     if mode == "adaptive_avg":
-        return F.adaptive_avg_pool2d(x, (size, size))
+        return F.adaptive_avg_pool2d(x, hw)
     if mode == "area":
-        return F.interpolate(x, size=(size, size), mode="area")
+        return F.interpolate(x, size=hw, mode="area")
     if mode in ("bilinear_antialias", "bicubic_antialias"):
-        return F.interpolate(x, size=(size, size), mode=mode.split("_")[0], align_corners=False, antialias=True)
+        return F.interpolate(x, size=hw, mode=mode.split("_")[0], align_corners=False, antialias=True)
     if mode == "bilinear":
-        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
     if mode == "nearest":
-        return F.interpolate(x, size=(size, size), mode="nearest")
+        return F.interpolate(x, size=hw, mode="nearest")
     raise ValueError(f"unknown resize mode {mode!r}; choose one of {RESIZE_MODES}")
 
 

@@ -250,7 +250,7 @@ def invert_images(
         if not ready:
             continue
         full = [from_pil(img) if spec.mode == "rgb" else img for _, _, img in ready]
-        x = torch.cat([spec.prepare(t[None], inverter.encoder_size, input_resize_mode) for t in full])
+        x = torch.cat([spec.prepare(t[None], inverter.encoder_hw, input_resize_mode) for t in full])
         if spec.mode != "rgb":  # what the grid shows as the input
             ready = [(path, name, to_pil(tile)) for (path, name, _), tile in zip(ready, spec.display(x))]
         target = None

@@ -8,7 +8,7 @@ evaluation, refinement seeding and inference all call :meth:`Inverter.invert`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -46,6 +46,21 @@ class InversionResult:
         return self.steps[-1].images
 
 
+def _hw(size: int | Sequence[int], what: str) -> tuple[int, int]:
+    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(v) for v in size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"{what} must be one side or [height, width], got {size!r}")
+    return hw
+
+
+def _box(box: Sequence[int], resolution: int) -> tuple[int, int, int, int]:
+    out = tuple(int(v) for v in box)
+    if len(out) != 4 or not (0 <= out[0] < out[1] <= resolution and 0 <= out[2] < out[3] <= resolution):
+        raise ValueError(f"content_box must be [top, bottom, left, right] inside the generator's {resolution}x"
+                         f"{resolution} frame, got {list(box)}")
+    return out
+
+
 class Inverter(nn.Module):
     """Encoder + frozen generator, with the pSp/e4e single pass and the ReStyle iterative loop."""
 
@@ -58,7 +73,10 @@ class Inverter(nn.Module):
         residual: bool = False,  # ReStyle: the encoder sees cat(x, y_prev) and predicts a residual.
         start_from_latent_avg: bool = True,  # Add latent_avg to the first step's encoder output.
         latent_avg: torch.Tensor | None = None,  # [w_dim], [1, w_dim] or [num_ws, w_dim]; default: generator.w_avg.
-        encoder_size: int = 256,  # Resolution the encoder sees.
+        encoder_size: int | Sequence[int] = 256,  # Resolution the encoder sees: one side or [height, width].
+        content_box: Sequence[int] | None = None,  # [top, bottom, left, right] of the generator's frame that holds
+        # the picture (e4e / ReStyle cars: 512x384 content in a 512x512 frame, [64, 448, 0, 512]); renders are
+        # cropped to it before anything looks at them (outputs, ReStyle's feedback, losses). None: the whole frame.
         resize_mode: str = "adaptive_avg",  # How generator images are resized for the encoder.
         detach_steps: bool = True,  # ReStyle: no gradient across steps (each step gets its own loss).
         input_spec: InputSpec | None = None,  # What x is (pSp tasks: sketch / one-hot labels); default RGB [-1, 1].
@@ -75,7 +93,9 @@ class Inverter(nn.Module):
         self.num_iters = num_iters
         self.residual = residual
         self.start_from_latent_avg = start_from_latent_avg
-        self.encoder_size = encoder_size
+        self.encoder_size = encoder_size if isinstance(encoder_size, int) else [int(v) for v in encoder_size]
+        self.encoder_hw = _hw(encoder_size, "encoder_size")
+        self.content_box = None if content_box is None else _box(content_box, generator.img_resolution)
         self.resize_mode = resize_mode
         self.detach_steps = detach_steps
         self.input_spec = RGB if input_spec is None else input_spec
@@ -99,14 +119,21 @@ class Inverter(nn.Module):
         self.generator.eval()
         return self
 
+    def crop_content(self, images: torch.Tensor) -> torch.Tensor:
+        """Generator renders [N, C, R, R] cropped to ``content_box`` (unchanged without one)."""
+        if self.content_box is None:
+            return images
+        top, bottom, left, right = self.content_box
+        return images[..., top:bottom, left:right]
+
     def avg_image(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """``latent_avg``'s image at the encoder size, [1, 3, S, S] (ReStyle's first input); cached."""
+        """``latent_avg``'s image at the encoder size, [1, 3, H, W] (ReStyle's first input); cached."""
         cached = self._avg_image
         if cached is None or cached.device != device or cached.dtype != dtype:
             with torch.no_grad():
                 img = self.generator.synthesis(self.latent_avg[None].to(device), noise_mode="const")
                 img = img.to(torch.promote_types(img.dtype, torch.float32))  # fp32 for low precision, fp64 kept
-                cached = resize_images(img, self.encoder_size, self.resize_mode).to(dtype)
+                cached = resize_images(self.crop_content(img), self.encoder_hw, self.resize_mode).to(dtype)
             self._avg_image = cached
         return cached
 
@@ -173,9 +200,9 @@ class Inverter(nn.Module):
         if x.ndim != 4 or x.shape[1] != channels:
             raise ValueError(f"x must be [N, {channels}, H, W] ({self.input_spec.mode} input; see "
                              f"inverter.input_spec.prepare), got {tuple(x.shape)}")
-        if x.shape[-1] != self.encoder_size or x.shape[-2] != self.encoder_size:
+        if tuple(x.shape[-2:]) != self.encoder_hw:
             raise ValueError(
-                f"images must be {self.encoder_size}x{self.encoder_size} (the encoder size), got "
+                f"images must be {self.encoder_hw[0]}x{self.encoder_hw[1]} (the encoder size, height x width), got "
                 f"{tuple(x.shape[-2:])}; resize them first with inversion.inverter.resize_images"
             )
         iters = self.num_iters if num_iters is None else num_iters
@@ -186,7 +213,7 @@ class Inverter(nn.Module):
         G = self.generator
 
         def synthesis(ws: torch.Tensor) -> torch.Tensor:
-            return G.synthesis(ws, noise_mode=noise_mode, noise_generator=noise_generator)
+            return self.crop_content(G.synthesis(ws, noise_mode=noise_mode, noise_generator=noise_generator))
 
         if not self.residual:
             with self._autocast(x):
@@ -204,7 +231,7 @@ class Inverter(nn.Module):
             else:
                 ws_prev = ws_init
                 with torch.no_grad():
-                    y_prev = resize_images(synthesis(ws_init), self.encoder_size, self.resize_mode)
+                    y_prev = resize_images(synthesis(ws_init), self.encoder_hw, self.resize_mode)
         for t in range(iters):
             last = t == iters - 1
             with self._autocast(x):
@@ -213,7 +240,7 @@ class Inverter(nn.Module):
                 images = synthesis(ws) if render or not last else None
                 if not last:
                     ws_prev = ws
-                    y_prev = resize_images(images, self.encoder_size, self.resize_mode)
+                    y_prev = resize_images(images, self.encoder_hw, self.resize_mode)
                     if self.detach_steps:
                         ws_prev, y_prev = ws_prev.detach(), y_prev.detach()
             yield InversionStep(ws=ws, images=images, delta=delta)

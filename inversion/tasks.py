@@ -87,7 +87,8 @@ class InputSpec:
         self,
         x: torch.Tensor,  # rgb: [N, 3, H, W]; gray: [N, 1 or 3, H, W]; labels: int [N, H, W] / [N, 1, H, W] or
         # one-hot float [N, channels, H, W]. Values already in value_range (gray from 3 channels: luma).
-        size: int | None = None,  # resize to size x size (labels: nearest, before one-hot)
+        size: int | tuple[int, int] | None = None,  # resize to size x size or (height, width) (labels: nearest,
+        # before one-hot)
         resize_mode: str = "bilinear_antialias",
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
@@ -103,7 +104,7 @@ class InputSpec:
         x = x.to(dtype)
         return x if size is None else resize_images(x, size, resize_mode)
 
-    def _one_hot(self, x: torch.Tensor, size: int | None, dtype: torch.dtype) -> torch.Tensor:
+    def _one_hot(self, x: torch.Tensor, size: int | tuple[int, int] | None, dtype: torch.dtype) -> torch.Tensor:
         if x.is_floating_point():  # already one-hot
             if x.ndim != 4 or x.shape[1] != self.channels:
                 raise ValueError(f"a one-hot label input must be [N, {self.channels}, H, W], got {tuple(x.shape)}")
@@ -112,8 +113,9 @@ class InputSpec:
             x = x[:, 0]
         if x.ndim != 3:
             raise ValueError(f"a label map must be integer [N, H, W] or [N, 1, H, W], got {tuple(x.shape)}")
-        if size is not None and x.shape[-2:] != (size, size):
-            x = F.interpolate(x[:, None].float(), size=(size, size), mode="nearest")[:, 0].round()
+        hw = None if size is None else (size, size) if isinstance(size, int) else tuple(size)
+        if hw is not None and tuple(x.shape[-2:]) != hw:
+            x = F.interpolate(x[:, None].float(), size=hw, mode="nearest")[:, 0].round()
         x = x.long()
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.channels):
             raise ValueError(f"label map has class indices {int(x.min())}..{int(x.max())}; this encoder takes "

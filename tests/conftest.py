@@ -62,6 +62,7 @@ def tiny_files(tmp_path_factory) -> dict[str, Path]:
     from PIL import Image
 
     from inversion.encoders import Backbone
+    from inversion.models import demo_stylegan3
 
     from helpers import tiny_generator
 
@@ -69,6 +70,9 @@ def tiny_files(tmp_path_factory) -> dict[str, Path]:
     G = tiny_generator(32)
     gen = root / "stylegan2-tiny.pt"
     torch.save({"g_ema": {k: v for k, v in G.state_dict().items() if k != "w_avg"}, "latent_avg": G.w_avg}, gen)
+    sg3 = root / "sg3-r-tiny.pt"  # stylegan3-editing's layout: a bare StyleGAN3 state dict
+    torch.save(demo_stylegan3(img_resolution=32, w_dim=16, z_dim=16, channel_max=16, use_radial_filters=True
+                              ).state_dict(), sg3)
     irse = root / "model_ir_se50_tiny.pth"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -81,22 +85,30 @@ def tiny_files(tmp_path_factory) -> dict[str, Path]:
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
     split = root / "split.txt"
     split.write_text("\n".join(ids) + "\n")
-    return {"generator": gen, "ir_se50": irse, "images": images, "split": split}
+    return {"generator": gen, "stylegan3": sg3, "ir_se50": irse, "images": images, "split": split}
 
 
 def tiny_overrides(cfg, files: dict[str, Path]) -> list[str]:
     """Overrides that shrink a composed train config to 32 px and 2 CPU steps, whatever its groups: each override
     is chosen by what the config holds (a generator file or a seeded one, folder or generated data, ...)."""
     from hydra.utils import get_class
+    from omegaconf import OmegaConf
 
+    # a non-square encoder input with a content box (cars: 192x256 of the 512x384 picture in a 512 frame) shrinks to
+    # a 32x64 input of the 24x32 picture in a 32 px frame (losses at 48x64: AlexNet needs that much)
+    box = cfg.encoder.get("content_box") is not None
+    size = "[32,64]" if box else "32"
     out = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-           "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "module.loss_size=32",
-           "module.image_every_n_steps=0", "encoder.net.input_size=32", f"encoder.net.channels={TINY_CHANNELS}",
-           "data.batch_size=2", "data.num_workers=0", f"paths.ir_se50={files['ir_se50']}"]
+           "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", f"module.loss_size={'[48,64]' if box else 32}",
+           "module.image_every_n_steps=0", f"encoder.net.input_size={size}",
+           f"encoder.net.channels={TINY_CHANNELS}", "data.batch_size=2", "data.num_workers=0",
+           f"paths.ir_se50={files['ir_se50']}"] + (["encoder.content_box=[4,28,0,32]"] if box else [])
     gen = cfg.generator._target_
     if gen.endswith("load_generator"):
-        out += [f"paths.stylegan2_ffhq={files['generator']}", "generator.img_resolution=32", "generator.num_ws=8",
-                "generator.w_dim=16"]
+        key = OmegaConf.to_container(cfg.generator, resolve=False)["path"][2:-1]  # ${paths.<key>}
+        sg3 = "stylegan3" in key
+        out += [f"{key}={files['stylegan3' if sg3 else 'generator']}", "generator.img_resolution=32",
+                f"generator.num_ws={16 if sg3 else 8}", "generator.w_dim=16"]
     else:
         out += ["generator.img_resolution=32", "generator.z_dim=16", "generator.w_dim=16", "generator.n_mlp=2",
                 "generator.channel_max=16"] + (["generator.device=cpu"] if "device" in cfg.generator else [])
@@ -104,12 +116,13 @@ def tiny_overrides(cfg, files: dict[str, Path]) -> list[str]:
         out += ["data.train.seeds=[0,1,2,3]", "data.val.seeds=[1000,1001]"]
     else:
         out += [f"paths.data_root={files['images']}", f"paths.celebahq_root={files['images']}",
-                f"data.train.ids={files['split']}", f"data.val.ids={files['split']}"]
+                f"paths.val_root={files['images']}", f"data.train.ids={files['split']}",
+                f"data.val.ids={files['split']}"]
         for split in ("train", "val"):
             if "min_size" in cfg.data[split]:
                 out.append(f"data.{split}.min_size=32")
             if "transform" in cfg.data[split]:
-                out.append(f"data.{split}.transform.transforms.0.size=[32,32]")
+                out.append(f"data.{split}.transform.transforms.0.size={size if box else '[32,32]'}")
     if int(cfg.encoder.get("num_iters", 1)) > 1:
         out.append("encoder.num_iters=2")
     for name, term in (cfg.loss or {}).items():
@@ -118,6 +131,8 @@ def tiny_overrides(cfg, files: dict[str, Path]) -> list[str]:
             out.append(f"+loss.{name}.module.channels={TINY_CHANNELS}")
         if target.startswith("inversion.losses.LPIPSLoss"):  # random LPIPS: no trunk file
             out.append(f"net@loss.{name}.module=random_lpips_alex")
+        if target.startswith("inversion.losses.FeatureSimilarityLoss"):  # random MoCo ResNet-50: no file
+            out.append(f"net@loss.{name}.module=random_moco")
     if float(cfg.collaborative.weight) > 0:
         out.append("collaborative.steps=2")
     assert get_class(cfg.module._target_)  # the module class resolves

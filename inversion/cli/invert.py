@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -
         if args.align:
             from inversion.align import FaceAligner
 
-            aligner = FaceAligner(output_size=args.align_size or max(inverter.encoder_size, 256),
+            aligner = FaceAligner(output_size=args.align_size or max(*inverter.encoder_hw, 256),
                                   select=args.select, device=device)
     except (FileNotFoundError, CheckpointError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

@@ -81,7 +81,7 @@ class ImageIdDataset(Dataset):
     def __init__(
         self,
         root: str | os.PathLike[str],
-        ids: Sequence[str | int] | str | os.PathLike[str],
+        ids: Sequence[str | int] | str | os.PathLike[str] | None,  # None: every image under root (sorted walk)
         transform: Callable[[Image.Image], Any] | None = None,
         *,
         resolution: int | None = None,
@@ -94,7 +94,7 @@ class ImageIdDataset(Dataset):
         self.root = Path(root)
         if isinstance(ids, str | os.PathLike):
             ids = read_split(ids)
-        self.ids: list[str] = [str(i) for i in ids]
+        self.ids: list[str] | None = None if ids is None else [str(i) for i in ids]
         self.transform = transform
         self.resolution = resolution
         self.extensions = tuple(extensions)
@@ -132,6 +132,10 @@ class ImageIdDataset(Dataset):
         if not self.root.is_dir():
             raise NotADirectoryError(f"image root is not a directory: {self.root}")
         index = self._scan()
+        if self.ids is None:  # every image file, as pSp's make_dataset (its sorted walk); ids = relative paths
+            self.ids = sorted(index.values())
+            if not self.ids:
+                raise FileNotFoundError(f"no image files under {self.root} (extensions {list(self.extensions)})")
         paths: list[Path] = []
         missing: list[str] = []
         ambiguous: list[str] = []

@@ -24,7 +24,7 @@ from torch import nn
 from ..models.stylegan2 import EqualLinear
 from .irse import IRSE_CHANNELS, assert_shape, build_body, build_input_layer, check_channels
 
-__all__ = ["GradualStyleBlock", "GradualStyleEncoder", "WEncoder", "check_input_size"]
+__all__ = ["GradualStyleBlock", "GradualStyleEncoder", "WEncoder", "check_input_size", "input_hw"]
 
 
 def check_input_size(input_size: int) -> int:
@@ -32,6 +32,25 @@ def check_input_size(input_size: int) -> int:
     if input_size < 16 or input_size & (input_size - 1):
         raise ValueError(f"input_size must be a power of two >= 16, got {input_size}")
     return input_size
+
+
+def input_hw(input_size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of an encoder input: one side (square) or ``[height, width]`` -- e4e / ReStyle's cars
+    encoders read 192x256. The larger side is a power of two >= 16 (it sets the heads' depth) and both sides are
+    multiples of 16 (the backbone's stride)."""
+    if isinstance(input_size, int):
+        return check_input_size(input_size), input_size
+    hw = tuple(int(v) for v in input_size)
+    if len(hw) != 2 or min(hw) < 16 or any(v % 16 for v in hw):
+        raise ValueError(f"input_size must be one side or [height, width], multiples of 16, got {input_size}")
+    check_input_size(max(hw))
+    return hw
+
+
+def head_spatial(input_size: int | Sequence[int], stride: int) -> int:
+    """The ``spatial`` of a style head reading a ``1/stride`` feature map: the larger side's (pSp's 16 / 32 / 64
+    at 256 px; the 4 / 5 / 6 stride-2 convs then bring a 192x256 input's maps to 1x1 as well)."""
+    return max(input_hw(input_size)) // stride
 
 
 class GradualStyleBlock(nn.Module):
@@ -80,7 +99,7 @@ class _IRSEEncoderBase(nn.Module):
         num_ws: int,
         w_dim: int,
         in_channels: int,
-        input_size: int,
+        input_size: int | Sequence[int],
         num_layers: int,
         mode: str,
         channels: Sequence[int],
@@ -91,15 +110,14 @@ class _IRSEEncoderBase(nn.Module):
         self.num_ws = num_ws
         self.w_dim = w_dim
         self.in_channels = in_channels
-        self.input_size = check_input_size(input_size)
+        self.input_size = input_size
+        self.input_hw = input_hw(input_size)
         self.channels = check_channels(channels)
         self.input_layer = build_input_layer(in_channels, self.channels[0])
         self.body, self.stage_ends = build_body(num_layers, mode, self.channels)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        assert_shape(
-            x, [None, self.in_channels, self.input_size, self.input_size], f"{type(self).__name__} input"
-        )
+        assert_shape(x, [None, self.in_channels, *self.input_hw], f"{type(self).__name__} input")
 
     def _check_output(self, ws: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         assert_shape(ws, [x.shape[0], self.num_ws, self.w_dim], "ws")
@@ -132,7 +150,7 @@ class GradualStyleEncoder(_IRSEEncoderBase):
         num_ws: int = 18,  # Number of styles (18 for a 1024 px generator).
         w_dim: int = 512,  # Style (W) dimensionality.
         in_channels: int = 3,  # Input image channels.
-        input_size: int = 256,  # Input resolution (square, power of two >= 16).
+        input_size: int | Sequence[int] = 256,  # Input resolution: one side, or [height, width] (input_hw).
         num_layers: int = 50,  # IR-SE depth: 50, 100 or 152 (pSp uses 50).
         mode: str = "ir_se",  # "ir_se" (pSp) or "ir".
         channels: Sequence[int] = IRSE_CHANNELS,  # Backbone stage widths; the pyramid width is channels[3].
@@ -142,11 +160,11 @@ class GradualStyleEncoder(_IRSEEncoderBase):
         self.styles = nn.ModuleList()
         for i in range(num_ws):
             if i < self.coarse_ind:
-                spatial = input_size // 16
+                spatial = head_spatial(input_size, 16)
             elif i < self.middle_ind:
-                spatial = input_size // 8
+                spatial = head_spatial(input_size, 8)
             else:
-                spatial = input_size // 4
+                spatial = head_spatial(input_size, 4)
             self.styles.append(GradualStyleBlock(width, w_dim, spatial))
         self.latlayer1 = nn.Conv2d(self.channels[2], width, kernel_size=1, stride=1, padding=0)
         self.latlayer2 = nn.Conv2d(self.channels[1], width, kernel_size=1, stride=1, padding=0)
@@ -172,7 +190,7 @@ class WEncoder(_IRSEEncoderBase):
         num_ws: int = 18,  # Number of layers the single w is broadcast to.
         w_dim: int = 512,  # W dimensionality.
         in_channels: int = 3,  # Input image channels.
-        input_size: int = 256,  # Input resolution (square, power of two >= 16).
+        input_size: int | Sequence[int] = 256,  # Input resolution: one side, or [height, width] (input_hw).
         num_layers: int = 50,  # IR-SE depth: 50, 100 or 152.
         mode: str = "ir_se",  # "ir_se" (pSp) or "ir".
         channels: Sequence[int] = IRSE_CHANNELS,  # Backbone stage widths.

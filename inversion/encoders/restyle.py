@@ -30,7 +30,7 @@ from torchvision.models.resnet import BasicBlock
 from ..models.state import load_state_strict
 from .e4e import ProgressiveStageMixin
 from .irse import IRSE_CHANNELS, assert_shape, check_channels, expand_input_conv, read_state_dict
-from .psp import GradualStyleBlock, _IRSEEncoderBase, check_input_size
+from .psp import GradualStyleBlock, _IRSEEncoderBase, head_spatial, input_hw
 
 __all__ = [
     "RESNET34_CHANNELS",
@@ -73,13 +73,13 @@ class BackboneEncoder(_IRSEEncoderBase):
         num_ws: int = 18,  # Number of styles.
         w_dim: int = 512,  # Style (W) dimensionality.
         in_channels: int = 6,  # Input channels: image + current reconstruction.
-        input_size: int = 256,  # Input resolution (square, power of two >= 16).
+        input_size: int | Sequence[int] = 256,  # Input resolution: one side, or [height, width] (input_hw).
         num_layers: int = 50,  # IR-SE depth: 50, 100 or 152 (ReStyle uses 50).
         mode: str = "ir_se",  # "ir_se" (ReStyle) or "ir".
         channels: Sequence[int] = IRSE_CHANNELS,  # Backbone stage widths.
     ):
         super().__init__(num_ws, w_dim, in_channels, input_size, num_layers, mode, channels)
-        self.styles = _style_heads(num_ws, self.channels[3], w_dim, input_size // 16)
+        self.styles = _style_heads(num_ws, self.channels[3], w_dim, head_spatial(input_size, 16))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Final 1/16-resolution feature map."""
@@ -113,7 +113,7 @@ class ResNetBackboneEncoder(nn.Module):
         num_ws: int = 18,  # Number of styles.
         w_dim: int = 512,  # Style (W) dimensionality.
         in_channels: int = 6,  # Input channels: image + current reconstruction.
-        input_size: int = 256,  # Input resolution (square, power of two >= 16).
+        input_size: int | Sequence[int] = 256,  # Input resolution: one side, or [height, width] (input_hw).
         channels: Sequence[int] = RESNET34_CHANNELS,  # Widths of ResNet layer1..layer4.
     ):
         super().__init__()
@@ -122,7 +122,8 @@ class ResNetBackboneEncoder(nn.Module):
         self.num_ws = num_ws
         self.w_dim = w_dim
         self.in_channels = in_channels
-        self.input_size = check_input_size(input_size)
+        self.input_size = input_size
+        self.input_hw = input_hw(input_size)
         self.channels = check_channels(channels)
         self.conv1 = nn.Conv2d(in_channels, self.channels[0], kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.channels[0])
@@ -147,13 +148,11 @@ class ResNetBackboneEncoder(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        self.styles = _style_heads(num_ws, self.channels[3], w_dim, input_size // 16)
+        self.styles = _style_heads(num_ws, self.channels[3], w_dim, head_spatial(input_size, 16))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Final 1/16-resolution feature map."""
-        assert_shape(
-            x, [None, self.in_channels, self.input_size, self.input_size], f"{type(self).__name__} input"
-        )
+        assert_shape(x, [None, self.in_channels, *self.input_hw], f"{type(self).__name__} input")
         return self.body(self.relu(self.bn1(self.conv1(x))))
 
     def _check_output(self, ws: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,7 @@ def checkpoint_info(settings: EvalSettings, inverter: Inverter) -> dict[str, Any
         "encoder": type(inverter.encoder).__name__,
         "residual": bool(inverter.residual),
         "num_iters": settings.num_iters if settings.num_iters is not None else int(inverter.num_iters),
-        "encoder_size": int(inverter.encoder_size),
+        "encoder_size": inverter.encoder_size,
         "encoder_resize_mode": inverter.resize_mode,
         "generator": {"img_resolution": G.img_resolution, "num_ws": G.num_ws, "w_dim": G.w_dim},
     }

@@ -79,14 +79,14 @@ def build_dataset(spec: Mapping[str, Any], ids: list[str], generator: torch.nn.M
 class Views:
     """How one dataset image becomes the encoder input and the protocol target."""
 
-    encoder_size: int
+    encoder_size: int | tuple[int, int]  # one side or (height, width)
     input_mode: str
-    size: int
+    size: int | tuple[int, int]
     mode: str
     quantize: bool
 
     @classmethod
-    def of(cls, encoder_size: int, data: EvalData, protocol: Protocol) -> Views:
+    def of(cls, encoder_size: int | tuple[int, int], data: EvalData, protocol: Protocol) -> Views:
         return cls(encoder_size, data.input_resize_mode, protocol.size, protocol.resize_mode, protocol.quantize)
 
     def to_protocol(self, images: torch.Tensor) -> torch.Tensor:

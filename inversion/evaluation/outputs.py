@@ -94,7 +94,7 @@ def protocol_record(settings: EvalSettings, inverter: Inverter) -> dict[str, Any
                   "(inversion.inverter.resize_images)",
         "quantize_uint8": p.quantize,
         "clamp": [-1.0, 1.0],
-        "input_size": int(inverter.encoder_size),
+        "input_size": inverter.encoder_size,
         "input_resize_mode": settings.data.input_resize_mode,
         "id_note": "the ID network's own crop (metrics implementations), on the 256 px image; no face detection / "
                    "alignment (HyperStyle aligns with MTCNN before CurricularFace)",

@@ -57,7 +57,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     check_generator(inverter, s.data.expect, s.checkpoint, s.data.name)
     if with_generator:
         base = build_dataset(s.data.dataset, ids, generator=inverter.generator)
-    views = Views.of(inverter.encoder_size, s.data, s.protocol)
+    views = Views.of(inverter.encoder_hw, s.data, s.protocol)
     data = PairDataset(base, views)
     suite = MetricSuite.from_config(s.metrics, psnr_cap=s.protocol.psnr_cap, device=device)
 
