@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import to_plain
 from .inverter import Inverter
 from .models.stylegan2 import Generator
+from .tasks import InputSpec
 
 __all__ = ["build_inverter", "encoder_config"]
 
@@ -41,6 +42,7 @@ def build_inverter(cfg: DictConfig | dict, generator: Generator) -> Inverter:
         content_box=to_plain(cfg.get("content_box")),
         resize_mode=str(cfg.get("resize_mode", "adaptive_avg")),
         detach_steps=bool(cfg.get("detach_steps", True)),
+        input_spec=InputSpec.from_dict(to_plain(cfg.get("input_spec"))),  # pSp's tasks: sketch / one-hot labels
     )
     inverter.encoder_config = net_cfg
     return inverter

@@ -85,7 +85,14 @@ def tiny_files(tmp_path_factory) -> dict[str, Path]:
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
     split = root / "split.txt"
     split.write_text("\n".join(ids) + "\n")
-    return {"generator": gen, "stylegan3": sg3, "ir_se50": irse, "images": images, "split": split}
+    sketches, segs = root / "sketches", root / "segs"  # pSp's task sources: <stem>_edges sketches, index maps
+    sketches.mkdir()
+    segs.mkdir()
+    for i in ids:
+        Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8), mode="L").save(sketches / f"{i}_edges.png")
+        Image.fromarray(rng.integers(0, 19, (40, 40), dtype=np.uint8), mode="L").save(segs / f"{i}.png")
+    return {"generator": gen, "stylegan3": sg3, "ir_se50": irse, "images": images, "split": split,
+            "sketches": sketches, "segs": segs}
 
 
 def tiny_overrides(cfg, files: dict[str, Path]) -> list[str]:
@@ -123,6 +130,7 @@ def tiny_overrides(cfg, files: dict[str, Path]) -> list[str]:
                 out.append(f"data.{split}.min_size=32")
             if "transform" in cfg.data[split]:
                 out.append(f"data.{split}.transform.transforms.0.size={size if box else '[32,32]'}")
+            out += _tiny_source(cfg.data[split], f"data.{split}", files)
     if int(cfg.encoder.get("num_iters", 1)) > 1:
         out.append("encoder.num_iters=2")
     for name, term in (cfg.loss or {}).items():
@@ -133,9 +141,33 @@ def tiny_overrides(cfg, files: dict[str, Path]) -> list[str]:
             out.append(f"net@loss.{name}.module=random_lpips_alex")
         if target.startswith("inversion.losses.FeatureSimilarityLoss"):  # random MoCo ResNet-50: no file
             out.append(f"net@loss.{name}.module=random_moco")
+        if term.get("crop") is not None:  # pSp's [35:223, 32:220] of 256 px, scaled to 64 px (AlexNet's minimum)
+            out += [f"loss.{name}.crop=[8,56,8,56]", "module.loss_size=64"]
     if float(cfg.collaborative.weight) > 0:
         out.append("collaborative.steps=2")
     assert get_class(cfg.module._target_)  # the module class resolves
+    return out
+
+
+def _tiny_source(data, key: str, files: dict[str, Path]) -> list[str]:
+    """Overrides for a paired dataset's source (pSp's tasks): the tiny sketch / label-map folders, 32 px sizes and
+    down-sampling factors a 32 px image can take."""
+    from omegaconf import OmegaConf
+
+    out = []
+    root = OmegaConf.to_container(data, resolve=False).get("source_root")
+    if isinstance(root, str) and root.startswith("${paths."):
+        out.append(f"{root[2:-1]}={files['sketches' if 'sketch' in root else 'segs']}")
+    source = data.get("source_transform")
+    if source is None:
+        return out
+    steps = [(f"{key}.source_transform", source)] + [
+        (f"{key}.source_transform.transforms.{i}", t) for i, t in enumerate(source.get("transforms") or [])]
+    for name, step in steps:
+        if "size" in step:
+            out.append(f"{name}.size=[32,32]")
+        if "factors" in step:
+            out.append(f"{name}.factors=[1,2]")
     return out
 
 

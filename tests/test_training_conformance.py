@@ -1,5 +1,9 @@
 """Training-step conformance: the paper experiments' training steps replayed against the official trainers.
 
+Also: stylegan3-editing's ReStyle experiments (five batches: gradient accumulation and the epoch-start rule, against
+its 36ce2b4 coaches) and pSp's image-to-image tasks (source -> target pairs, the README's task lambdas, w-norm and
+the crop losses).
+
 For each of ``psp_ffhq``, ``e4e_ffhq``, ``restyle_psp_ffhq`` and ``restyle_e4e_ffhq`` the real experiment config
 trains two steps at tiny size (random weights in the official file layouts, a 64 px generator, 32 px encoder and
 loss size). The oracle below is written from the official coaches' logic -- pixel2style2pixel ``5cfff38``
@@ -84,8 +88,12 @@ class OfficialCoach:
     Holds its own copies of the encoder and the latent discriminator."""
 
     def __init__(self, kind: str, module, init: dict, n_iters: int, progressive: list[int] | None, *,
-                 sg3: bool = False, accumulate: int = 1, d_reg_every: int = OFFICIAL["d_reg_every"]):
+                 sg3: bool = False, accumulate: int = 1, d_reg_every: int = OFFICIAL["d_reg_every"],
+                 lambdas: dict | None = None, size: int = SIZE, crop: tuple[int, int, int, int] | None = None):
         self.kind, self.n_iters, self.progressive_steps = kind, n_iters, progressive
+        # pSp's task commands: --id/l2/lpips/w_norm/lpips_crop/l2_crop_lambda; the crop box at the loss size
+        self.lambdas = {"id": OFFICIAL["id"], "l2": OFFICIAL["l2"], "lpips": OFFICIAL["lpips"], **(lambdas or {})}
+        self.size, self.crop = size, crop
         self.sg3, self.accumulate, self.d_reg_every = sg3, accumulate, d_reg_every
         self.e4e = kind in ("e4e", "restyle_e4e")
         self.restyle = kind.startswith("restyle")
@@ -95,7 +103,8 @@ class OfficialCoach:
         self.G = module.inverter.generator
         self.latent_avg = module.inverter.latent_avg.clone()  # [num_ws, w_dim], as pSp repeats it
         self.lpips = module.loss_terms["lpips"] if "lpips" in module.loss_terms else None
-        self.id_net = module.loss_terms["id"]
+        self.lpips_crop = module.loss_terms["lpips_crop"] if "lpips_crop" in module.loss_terms else None
+        self.id_net = module.loss_terms["id"] if "id" in module.loss_terms else None
         self.ranger = _ReferenceRanger(list(self.encoder.parameters()), lr=OFFICIAL["lr"])
         if self.e4e:
             self.D = copy.deepcopy(module.discriminator)
@@ -106,7 +115,7 @@ class OfficialCoach:
         if self.restyle:  # coach __init__: the average image, fixed noise, face_pool'ed
             with torch.no_grad():
                 self.avg_image = F.adaptive_avg_pool2d(self.G.synthesis(self.latent_avg[None], noise_mode="const"),
-                                                       SIZE)[0]
+                                                       size)[0]
 
     # e4e encoder progressive stage, coach.check_for_progressive_training_update
     def set_stage(self, step: int) -> None:
@@ -133,7 +142,7 @@ class OfficialCoach:
             images = self.G.synthesis(codes)
         else:
             images = self.G.synthesis(codes, noise=official_noise(self.G, codes.shape[0], gen, codes.dtype))
-        return F.adaptive_avg_pool2d(images, SIZE), codes
+        return F.adaptive_avg_pool2d(images, self.size), codes
 
     def calc_loss(self, x, y, y_hat, latent):
         loss_dict, loss = {}, 0.0
@@ -154,20 +163,38 @@ class OfficialCoach:
                     total_delta_loss += delta_loss
                 loss_dict["total_delta_loss"] = float(total_delta_loss)
                 loss += OFFICIAL["delta_lambda"] * total_delta_loss
-        # criteria/id_loss.py: features of the crop, 1 - <y_hat, y>, improvement over <y, x>
-        y_hat_feats, y_feats, x_feats = self.id_net.embed(y_hat), self.id_net.embed(y).detach(), self.id_net.embed(x)
-        diff_target = (y_hat_feats * y_feats).sum(1)
-        loss_id = (1 - diff_target).mean()
-        loss_dict["loss_id"] = float(loss_id)
-        loss_dict["id_improve"] = float((diff_target - (y_feats * x_feats).sum(1)).mean())
-        loss += loss_id * OFFICIAL["id"]
+        lam = self.lambdas
+        if self.id_net is not None and lam["id"] > 0:
+            # criteria/id_loss.py: features of the crop, 1 - <y_hat, y>, improvement over <y, x> (x: the source)
+            y_hat_feats, y_feats = self.id_net.embed(y_hat), self.id_net.embed(y).detach()
+            x_feats = self.id_net.embed(x)
+            diff_target = (y_hat_feats * y_feats).sum(1)
+            loss_id = (1 - diff_target).mean()
+            loss_dict["loss_id"] = float(loss_id)
+            loss_dict["id_improve"] = float((diff_target - (y_feats * x_feats).sum(1)).mean())
+            loss += loss_id * lam["id"]
         loss_l2 = F.mse_loss(y_hat, y)
         loss_dict["loss_l2"] = float(loss_l2)
-        loss += loss_l2 * OFFICIAL["l2"]
-        if self.lpips is not None:
+        loss += loss_l2 * lam["l2"]
+        if self.lpips is not None and lam["lpips"] > 0:
             loss_lpips = self.lpips(y_hat, y)
             loss_dict["loss_lpips"] = float(loss_lpips)
-            loss += loss_lpips * OFFICIAL["lpips"]
+            loss += loss_lpips * lam["lpips"]
+        if self.crop is not None:  # pSp: y_hat[:, :, 35:223, 32:220] and y likewise
+            t, b, left, r = self.crop
+            if self.lpips_crop is not None and lam.get("lpips_crop", 0) > 0:
+                loss_lpips_crop = self.lpips_crop(y_hat[:, :, t:b, left:r], y[:, :, t:b, left:r])
+                loss_dict["loss_lpips_crop"] = float(loss_lpips_crop)
+                loss += loss_lpips_crop * lam["lpips_crop"]
+            if lam.get("l2_crop", 0) > 0:
+                loss_l2_crop = F.mse_loss(y_hat[:, :, t:b, left:r], y[:, :, t:b, left:r])
+                loss_dict["loss_l2_crop"] = float(loss_l2_crop)
+                loss += loss_l2_crop * lam["l2_crop"]
+        if lam.get("w_norm", 0) > 0:  # criteria/w_norm.py with start_from_latent_avg
+            latent_norm = (latent - self.latent_avg).norm(2, dim=(1, 2))
+            loss_w_norm = latent_norm.sum() / latent.shape[0]
+            loss_dict["loss_w_norm"] = float(loss_w_norm)
+            loss += loss_w_norm * lam["w_norm"]
         loss_dict["loss"] = float(loss)
         return loss, loss_dict
 
@@ -210,10 +237,10 @@ class OfficialCoach:
             p.requires_grad = False
         return logs
 
-    def train_step(self, x: torch.Tensor, step: int, batch_idx: int) -> dict:
-        """One iteration of the official ``train()`` loop on batch ``x`` (= y) at ``global_step = step``, the
-        epoch's batch ``batch_idx``."""
-        y = x
+    def train_step(self, y: torch.Tensor, step: int, batch_idx: int, source: torch.Tensor | None = None) -> dict:
+        """One iteration of the official ``train()`` loop on the batch ``(x, y)`` -- ``x`` the source (pSp's tasks)
+        or the target itself -- at ``global_step = step``, the epoch's batch ``batch_idx``."""
+        x = y if source is None else source
         self.set_stage(step)
         gen = torch.Generator().manual_seed(step_noise_seed(SEED, "train", step))
         backward_log, iterations, d_logs = [], [], {}
@@ -255,7 +282,7 @@ class OfficialCoach:
 
 
 # ----------------------------------------------------------------------------------------------- our run
-def _experiment_files(tmp_path: Path, sg3: bool = False, images: int = 4) -> list[str]:
+def _experiment_files(tmp_path: Path, sg3: bool = False, images: int = 4, size: int = SIZE) -> list[str]:
     """Tiny random weights in the official layouts (``sg3``: a StyleGAN3-R state dict as stylegan3-editing's
     ``sg3-r-ffhq-1024.pt``), a folder of ``images`` images, and the overrides that use them."""
     from test_train import _write_folder
@@ -288,9 +315,9 @@ def _experiment_files(tmp_path: Path, sg3: bool = False, images: int = 4) -> lis
         f"generator.w_dim={G.w_dim}", f"paths.ir_se50={id_path}", "+loss.id.module.channels=[16,16,32,32]", *lpips,
         f"paths.data_root={tmp_path / 'imgs'}", f"paths.celebahq_root={tmp_path / 'imgs'}",
         f"data.train.ids={split}", f"data.val.ids={split}", "data.num_workers=0", "data.batch_size=2",
-        "data.train.min_size=32", "data.val.min_size=32", f"data.train.transform.transforms.0.size=[{SIZE},{SIZE}]",
-        f"data.val.transform.transforms.0.size=[{SIZE},{SIZE}]", "encoder.net.channels=[16,16,32,32]",
-        f"encoder.net.input_size={SIZE}", f"module.loss_size={SIZE}", "trainer.max_steps=2",
+        "data.train.min_size=32", "data.val.min_size=32", f"data.train.transform.transforms.0.size=[{size},{size}]",
+        f"data.val.transform.transforms.0.size=[{size},{size}]", "encoder.net.channels=[16,16,32,32]",
+        f"encoder.net.input_size={size}", f"module.loss_size={size}", "trainer.max_steps=2",
         "trainer.limit_val_batches=0",
         "trainer.accelerator=cpu", "trainer.precision=64-true", "logger=csv", "trainer.log_every_n_steps=1",
         f"seed={SEED}",
@@ -319,8 +346,9 @@ def _run_and_record(tmp_path: Path, experiment: str, extra: list[str], monkeypat
         before = module.before_encoder_phase
 
         def spy_train(batch, batch_idx):
+            source = batch.get("source")
             rec["steps"].append({"x": batch["image"].clone(), "batch_idx": batch_idx, "backward": [],
-                                 "iterations": [], "d": {}})
+                                 "iterations": [], "d": {}, "source": None if source is None else source.clone()})
             out = train_step(batch, batch_idx)
             rec["steps"][-1]["after"] = state(module)
             return out
@@ -351,7 +379,8 @@ def _run_and_record(tmp_path: Path, experiment: str, extra: list[str], monkeypat
     return rec
 
 
-OURS_TO_OFFICIAL = {"l2": "loss_l2", "lpips": "loss_lpips", "id": "loss_id"}
+OURS_TO_OFFICIAL = {"l2": "loss_l2", "lpips": "loss_lpips", "id": "loss_id", "lpips_crop": "loss_lpips_crop",
+                    "l2_crop": "loss_l2_crop", "w_norm": "loss_w_norm"}
 
 
 def _close(a: float, b: float, what: str, rtol: float = RTOL) -> None:
@@ -381,7 +410,7 @@ def _replay(rec: dict, kind: str, n_iters: int, progressive: list[int] | None, r
     params = [k for k, _ in module.inverter.encoder.named_parameters()]
     before = rec["init"]
     for step, ours in enumerate(rec["steps"]):
-        official = coach.train_step(ours["x"], step, ours["batch_idx"])
+        official = coach.train_step(ours["x"], step, ours["batch_idx"], ours["source"])
         # the same backward() calls in the same order: [D, R1 (step 0)], then one per iteration
         assert len(ours["backward"]) == len(official["backward"]), (ours["backward"], official["backward"])
         for i, (a, b) in enumerate(zip(ours["backward"], official["backward"])):
@@ -519,3 +548,88 @@ def test_stylegan3_training_steps_replay_the_stylegan3_editing_coach(tmp_path, m
     if kind == "restyle_e4e":
         assert ["discriminator_r1_loss" in s["d"] for s in rec["steps"]] == [True, False, False, True, False]
         assert not any(k.startswith("delta") for s in rec["steps"] for it in s["iterations"] for k in it)
+
+
+# ----------------------------------------------------------------------------------------------- pSp's tasks
+CROP = (35, 223, 32, 220)  # pSp's lpips_crop / l2_crop box at 256 px
+TASKS = {  # experiment: (README lambdas, loss size)
+    "psp_frontalize": (dict(lpips=0.08, l2=0.001, id=1.0, w_norm=0.005, lpips_crop=0.8, l2_crop=0.01), 64),
+    "psp_super_resolution": (dict(lpips=0.8, l2=1.0, id=0.1, w_norm=0.005), SIZE),
+    "psp_sketch_to_face": (dict(lpips=0.8, l2=1.0, id=0.0, w_norm=0.005), SIZE),
+    "psp_seg_to_face": (dict(lpips=0.8, l2=1.0, id=0.0, w_norm=0.005), SIZE),
+}
+
+
+def _task_overrides(tmp_path: Path, experiment: str, size: int) -> list[str]:
+    """The task's source at the tiny size: sketches named <stem>_edges (written here), source transforms at ``size``,
+    down-sampling factors a small image takes, the crop box scaled from 256 px."""
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for split in ("train", "val"):
+        key = f"data.{split}.source_transform"
+        if experiment == "psp_frontalize":
+            out.append(f"{key}.transforms.0.size=[{size},{size}]")
+        elif experiment == "psp_super_resolution":
+            out += [f"{key}.transforms.0.size=[{size},{size}]", f"{key}.transforms.1.factors=[1,2,4]",
+                    f"{key}.transforms.2.size=[{size},{size}]"]
+        else:
+            out.append(f"{key}.size=[{size},{size}]")
+    if experiment == "psp_sketch_to_face":
+        sketches = tmp_path / "sketches"
+        sketches.mkdir()
+        rng = np.random.default_rng(3)
+        for i in range(4):  # the ids of _experiment_files' folder
+            Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8), mode="L").save(
+                sketches / f"{i:05d}_edges.png")
+        out.append(f"paths.celebahq_sketch_root={sketches}")
+    if experiment == "psp_seg_to_face":  # CelebAMask-HQ index maps named like the images, classes 0..18
+        segs = tmp_path / "segs"
+        segs.mkdir()
+        rng = np.random.default_rng(4)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 19, (40, 40), dtype=np.uint8), mode="L").save(segs / f"{i:05d}.png")
+        out.append(f"paths.celebahq_seg_root={segs}")
+    if experiment == "psp_frontalize":
+        box = [round(v * size / 256) for v in CROP]
+        out += [f"loss.lpips_crop.crop={box}".replace(" ", ""), f"loss.l2_crop.crop={box}".replace(" ", "")]
+        alex = Path(os.environ.get("INVERSION_SHARED", REPO.parent / "shared")) / "weights"
+        if not (alex / "alexnet_features_imagenet.pth").is_file():
+            out.append("loss.lpips_crop.weight=0")
+    return out
+
+
+@pytest.mark.parametrize("experiment", list(TASKS))
+def test_psp_task_training_steps_replay_the_official_coach(tmp_path, monkeypatch, experiment):
+    """pSp's coach on (source, target) pairs: the encoder reads the source (a photo flipped on its own coin, a
+    down-sampled one, a 1-channel sketch), the losses compare with the target; the README's task lambdas, w-norm
+    against latent_avg, LPIPS / L2 on the face crop, id_improve over <y, x> with x the source."""
+    from test_train import _cfg
+
+    lambdas, size = TASKS[experiment]
+    official = _cfg(tmp_path / "composed", f"experiment={experiment}")  # the experiment as written
+    for name, value in lambdas.items():
+        assert (official.loss[name].weight if name in official.loss else 0) == value, name
+    if "lpips_crop" in lambdas:
+        assert tuple(official.loss.lpips_crop.crop) == tuple(official.loss.l2_crop.crop) == CROP
+    rec = _run_and_record(tmp_path, experiment, _task_overrides(tmp_path, experiment, size), monkeypatch, size=size)
+    cfg = rec["cfg"]
+    assert all(s["source"] is not None and not torch.equal(s["source"], s["x"]) for s in rec["steps"]) or (
+        experiment == "psp_frontalize")  # a frontalization source is the target when both coins agree
+    run = {k: (cfg.loss[k].weight if k in cfg.loss else 0) for k in lambdas}  # lpips 0 without ../shared's AlexNet
+    crop = tuple(cfg.loss.l2_crop.crop) if "l2_crop" in cfg.loss else None
+    _replay(rec, "psp", 1, None, lambdas=run, size=size, crop=crop)
+
+
+def test_the_toonify_experiment_is_inversion_against_the_toonify_generator(tmp_path):
+    """pSp README: "trained exactly like the StyleGAN inversion task" with ID 1 and w-norm 0.025, the blended
+    FFHQ / cartoon generator, best after ~6000 steps (the step itself is psp_ffhq's, replayed above)."""
+    from omegaconf import OmegaConf
+    from test_train import _cfg
+
+    toon, psp = _cfg(tmp_path / "t", "experiment=psp_toonify"), _cfg(tmp_path / "p", "experiment=psp_ffhq")
+    assert OmegaConf.to_container(toon.generator, resolve=False)["path"] == "${paths.stylegan2_toonify}"
+    assert (toon.loss.id.weight, toon.loss.w_norm.weight, toon.trainer.max_steps) == (1.0, 0.025, 6000)
+    assert (toon.loss.l2.weight, toon.loss.lpips.weight) == (1.0, 0.8)
+    assert toon.data == psp.data and toon.encoder == psp.encoder and toon.optimizer == psp.optimizer

@@ -279,6 +279,7 @@ def load_backbone_weights(
     module: nn.Module,  # A Backbone, or an encoder with IR-SE ``input_layer`` / ``body``.
     path: str | os.PathLike,  # Local path of model_ir_se50.pth (TreB1eN layout). Never downloaded.
     extra_channel_init: str = "randn",  # Init of input channels beyond RGB: "randn" (ReStyle) or "zeros".
+    skip_input_layer: bool = False,  # Keep the stem's initialisation (pSp with label_nc != 0 drops input_layer.*).
 ) -> list[str]:
     """Load pretrained ArcFace IR-SE50 weights from a local file; returns the names of the loaded tensors.
 
@@ -299,14 +300,14 @@ def load_backbone_weights(
         raise TypeError(f"{type(module).__name__} has no IR-SE 'input_layer' / 'body' to load weights into")
     state = {k: v for k, v in state.items() if k.startswith(("input_layer.", "body."))}
     in_channels = module.input_layer[0].in_channels
-    if "input_layer.0.weight" in state and in_channels != state["input_layer.0.weight"].shape[1]:
-        if in_channels < state["input_layer.0.weight"].shape[1]:
+    if "input_layer.0.weight" in state and (skip_input_layer or in_channels != state["input_layer.0.weight"].shape[1]):
+        if skip_input_layer or in_channels < state["input_layer.0.weight"].shape[1]:
             state = {k: v for k, v in state.items() if not k.startswith("input_layer.")}
         else:
             state["input_layer.0.weight"] = expand_input_conv(
                 state["input_layer.0.weight"], in_channels, extra_channel_init
             )
-    skipped_input = in_channels < 3
+    skipped_input = skip_input_layer or in_channels < 3
     load_state_strict(module, state, str(path), what="IR-SE backbone weights", hint=IRSE50_HINT, error=RuntimeError,
                       required=lambda k: k.startswith("body.") or (k.startswith("input_layer.") and not skipped_input))
     return list(state)
