@@ -160,9 +160,8 @@ def test_pti_config_builds_a_tuner_with_a_projector_pivot():
         build_refiner(compose("invert", ["refine=pti", "refine@refine.pivot=projector", "refine.num_steps=5"]).refine)
     with pytest.raises(ValueError, match="unknown keys"):
         build_refiner(compose("invert", ["refine=pti", "+refine.space=w"]).refine)
-    from inversion.models import StyleGAN3Generator
-
-    sg3 = StyleGAN3Generator(z_dim=8, w_dim=8, img_resolution=16, channel_base=64, channel_max=8)
-    with pytest.raises(ValueError, match="needs a StyleGAN2 generator"):  # not yet: issue 17
-        tune_generator(sg3, torch.zeros(1, 3, 16, 16), torch.zeros(1, sg3.num_ws, 8), num_steps=1, **KW)
+    not_a_generator = torch.nn.Linear(2, 2)
+    not_a_generator.num_ws, not_a_generator.w_dim, not_a_generator.img_resolution = 16, 8, 16
+    with pytest.raises(ValueError, match="needs a StyleGAN2 or StyleGAN3 generator"):
+        tune_generator(not_a_generator, torch.zeros(1, 3, 16, 16), torch.zeros(1, 16, 8), num_steps=1, **KW)
     assert math.isfinite(float(r.curves["total"][-1].sum()))

@@ -403,10 +403,10 @@ def test_latent_refinement_of_a_stylegan3(tmp_path):
 
 def test_evaluation_and_the_clis_accept_a_stylegan3(tmp_path, capsys):
     """An (untrained) ReStyle export over the seeded StyleGAN3: evaluate.py with refinement, the invert CLI
-    (pivotal tuning is refused by name, latent refinement runs), the edit CLI and the sample CLI."""
+    (latent refinement and pivotal tuning run), the edit CLI and the sample CLI."""
     import json
 
-    from inversion import cli
+    from inversion import cli, load_tuned
     from inversion.checkpoints import save_inverter
     from inversion.config import compose
     from inversion.encoders import BackboneEncoder
@@ -438,8 +438,10 @@ def test_evaluation_and_the_clis_accept_a_stylegan3(tmp_path, capsys):
     assert cli.main([*common, "--output", str(tmp_path / "inv"), "--refine", "image2stylegan", "--refine-steps",
                      "2", "--refine-size", "32", "--refine-set", "losses.perceptual.weight=0"]) == 0
     assert json.loads((tmp_path / "inv" / "summary.json").read_text())["num_processed"] == 2
-    assert cli.main([*common, "--output", str(tmp_path / "pti"), "--refine", "pti", "--refine-steps", "1"]) == 2
-    assert "pivotal tuning needs a StyleGAN2 generator" in capsys.readouterr().err
+    assert cli.main([*common, "--output", str(tmp_path / "pti"), "--refine", "pti", "--refine-steps", "2",
+                     "--refine-size", "32", "--refine-set", "losses.lpips.weight=0", "threshold=null"]) == 0
+    tuned = load_tuned(tmp_path / "pti" / "tuned" / "p0.pt", G)  # pivotal tuning of a StyleGAN3
+    assert tuned.steps_taken.tolist() == [2] and any(d.abs().max() > 0 for d in tuned.deltas.values())
     latent = tmp_path / "inv" / "latents" / "p0.pt"
     assert cli.main(["edit", "--checkpoint", str(ckpt), "--device", "cpu", "--output", str(tmp_path / "mix"),
                      "mix", str(latent), str(tmp_path / "inv" / "latents" / "p1.pt"), "--layers", "8:16"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from inversion.losses import MSELoss
@@ -13,24 +14,32 @@ MSE = {"mse": (1.0, MSELoss())}
 KW = dict(lr=1e-2, losses=MSE, threshold=None)
 
 
-def _problem(n=3):
+def _problem(n=3, arch="stylegan2"):
     """Pivots of one tiny generator and targets from another (not exactly reproducible)."""
-    G, other = tiny_generator(32, seed=0), tiny_generator(32, seed=5)
+    if arch == "stylegan3":
+        from inversion.models import demo_stylegan3
+
+        G, other = (demo_stylegan3(img_resolution=32, channel_max=16, seed=s) for s in (0, 5))
+    else:
+        G, other = tiny_generator(32, seed=0), tiny_generator(32, seed=5)
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         return G, G.mapping(z), other.synthesis(other.mapping(z))
 
 
-def test_batched_equals_one_at_a_time():
-    G, ws, target = _problem()
-    kw = dict(KW, num_steps=6, threshold=0.5)  # image 0 stops early, the others run on
+@pytest.mark.parametrize("arch", ["stylegan2", "stylegan3"])
+def test_batched_equals_one_at_a_time(arch):
+    G, ws, target = _problem(arch=arch)
+    kw = dict(KW, num_steps=6, threshold=0.5 if arch == "stylegan2" else 0.0016)  # some images stop early
     batched = tune_generator(G, target, ws, **kw)
-    assert batched.steps_taken.tolist()[0] < 6 and batched.steps_taken.tolist()[2] == 6, batched.steps_taken
+    assert (batched.steps_taken < 6).any() and (batched.steps_taken == 6).any(), batched.steps_taken
     for i in range(3):
         single = tune_generator(G, target[i : i + 1], ws[i : i + 1], **kw)
         assert single.steps_taken[0] == batched.steps_taken[i]
         for name, d in batched.deltas.items():
-            assert torch.allclose(d[i], single.deltas[name][0], rtol=1e-4, atol=1e-6), name
+            # float32 rounding of batched vs single convolutions, amplified by Adam where gradients are ~0: a few
+            # 1e-6 on deltas of ~1e-2 (measured up to 4e-6 with one thread)
+            assert torch.allclose(d[i], single.deltas[name][0], rtol=1e-4, atol=2e-5), name
         assert torch.allclose(batched.images[i], single.images[0], atol=1e-5)
         assert torch.allclose(batched.curves["mse"][-1, i], single.curves["mse"][-1, 0], rtol=1e-5)
 
@@ -106,12 +115,13 @@ def test_threshold_watches_the_lpips_term():
     assert all(d.abs().max() == 0 for d in r.deltas.values())
 
 
-def test_one_image_is_plain_adam_on_a_copy_of_the_synthesis_parameters():
+@pytest.mark.parametrize("arch", ["stylegan2", "stylegan3"])
+def test_one_image_is_plain_adam_on_a_copy_of_the_synthesis_parameters(arch):
     """The official PTI step for one image: Adam(lr) on every synthesis parameter of a copy of G, MSE to the target,
-    the pivot fixed. tune_generator's deltas are that copy's parameters minus G's."""
+    the pivot fixed. tune_generator's deltas are that copy's parameters minus G's (StyleGAN3: its synthesis.*)."""
     import copy
 
-    G, ws, target = _problem(1)
+    G, ws, target = _problem(1, arch)
     steps, lr = 4, 1e-2
     ours = tune_generator(G, target, ws, num_steps=steps, **dict(KW, lr=lr))
     ref = copy.deepcopy(G).requires_grad_(False)

@@ -94,8 +94,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "inversion invert") -
             from inversion.refine import Tuner, tuned_parameter_names
 
             if isinstance(refiner, Tuner) and not tuned_parameter_names(inverter.generator):
-                raise ValueError(f"--refine {args.refine}: pivotal tuning needs a StyleGAN2 generator; this "
-                                 f"checkpoint's is a {type(inverter.generator).__name__}")
+                raise ValueError(f"--refine {args.refine}: pivotal tuning needs a StyleGAN2 or StyleGAN3 generator; "
+                                 f"this checkpoint's is a {type(inverter.generator).__name__}")
         if args.sg3_unaligned:
             from inversion.unaligned import has_input_transform
 

@@ -243,9 +243,11 @@ def filtered_lrelu(
         x, owned = _upsample(x, fu[:, None] * (up * gain), up, 1, (0, 0, py0, py1)), True
     else:
         x, owned = _upsample(x, _as_2d(fu, x.device) * (up * up * gain), up, up, (px0, px1, py0, py1)), True
-    inplace = owned and not (torch.is_grad_enabled() and x.requires_grad)  # in place only when nothing is saved
+    # in place only when nothing can be saved for backward (x.requires_grad is not reliable under torch.func.vmap:
+    # a batched tensor whose outer tensor requires grad reports False, as in pivotal tuning's per-image deltas)
+    inplace = owned and not torch.is_grad_enabled()
     if slope != 1:
         x = F.leaky_relu_(x, slope) if inplace else F.leaky_relu(x, slope)
     if clamp is not None:
-        x = x.clamp_(-clamp, clamp) if inplace else x.clamp(-clamp, clamp)
+        x = x.clamp(-clamp, clamp)  # out of place: clamp_ has no torch.func.vmap batching rule (PTI's renders)
     return _downsample(x, fd, down, separable)

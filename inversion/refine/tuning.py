@@ -47,14 +47,15 @@ from ..models.stylegan2_cond import require_unconditional
 
 __all__ = ["LOCALITY_DEFAULTS", "TuneResult", "TuneSnapshot", "tune_generator", "tuned_parameter_names"]
 
-_PREFIXES = ("input.", "conv1.", "to_rgb1.", "convs.", "to_rgbs.")
+_PREFIXES = ("input.", "conv1.", "to_rgb1.", "convs.", "to_rgbs.", "synthesis.")  # StyleGAN2; StyleGAN3
 # PTI hyperparameters.py: regulizer_alpha, regulizer_l2_lambda, regulizer_lpips_lambda, latent_ball_num_of_samples,
 # and the psi of the codes' mapping (localitly_regulizer.py).
 LOCALITY_DEFAULTS = {"alpha": 30.0, "l2_weight": 0.1, "lpips_weight": 0.1, "truncation_psi": 0.5, "num_samples": 1}
 
 
 def tuned_parameter_names(G: Generator) -> list[str]:
-    """The parameters of ``G`` that get per-image deltas: every synthesis parameter (not the mapping ``style.*``)."""
+    """The parameters of ``G`` that get per-image deltas: every synthesis parameter (not the mapping: StyleGAN2's
+    ``style.*``, StyleGAN3's ``mapping.*``)."""
     return [n for n, _ in G.named_parameters() if n.startswith(_PREFIXES)]
 
 
@@ -271,8 +272,8 @@ def tune_generator(
 
     base = {n: p.detach() for n, p in G.named_parameters() if n.startswith(_PREFIXES)}
     if not base:
-        raise ValueError(f"pivotal tuning needs a StyleGAN2 generator (inversion.models.Generator); "
-                         f"{type(G).__name__} has none of its synthesis parameters")
+        raise ValueError(f"pivotal tuning needs a StyleGAN2 or StyleGAN3 generator (inversion.models); "
+                         f"{type(G).__name__} has none of their synthesis parameters")
     gen = torch.Generator().manual_seed(seed)
     train: dict[str, torch.Tensor] = {}  # the optimised tensors, [B, ...]
     kinds: dict[str, str] = {}
