@@ -169,3 +169,52 @@ def test_a_folder_dataset_without_ids_reads_every_image_in_sorted_order(tmp_path
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no image files"):
         ImageIdDataset(tmp_path / "empty", None)
+
+
+def test_cars_evaluation_compares_192x256_pictures_with_moco(tmp_path):
+    """eval_data=cars_test: photos squashed to the encoder's height x width, reconstructions cropped to the picture,
+    both compared at the official 192x256 with MoCo similarity instead of face ID (hand-computed L2 of one image)."""
+    import csv
+
+    from PIL import Image
+
+    from inversion.checkpoints import save_inverter
+    from inversion.evaluation import evaluate
+    from inversion.imageio import from_pil, quantize, read_rgb, resize_images
+    from inversion.models import demo_generator
+
+    gen_cfg = {"_target_": "inversion.models.demo_generator", "img_resolution": 64}
+    G = demo_generator(img_resolution=64)
+    kwargs = dict(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=6, input_size=[48, 64], **TINY)
+    torch.manual_seed(0)
+    inv = Inverter(encoder=ResNetBackboneEncoder(**kwargs).eval(), generator=G, num_iters=2, residual=True,
+                   encoder_size=[48, 64], content_box=[8, 56, 0, 64])
+    ckpt = save_inverter(inv, tmp_path / "cars.pt", generator_config=gen_cfg,
+                         encoder_config={"_target_": "inversion.encoders.ResNetBackboneEncoder", **kwargs})
+    photos = tmp_path / "cars_test"
+    photos.mkdir()
+    rng = torch.Generator().manual_seed(2)
+    for i in (1, 2):  # the first ids of data_splits/cars_test, 60x80 photos
+        pixels = (torch.rand(60, 80, 3, generator=rng) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(photos / f"{i:05d}.png")
+    out = tmp_path / "eval"
+    result = evaluate(compose("evaluate", [
+        f"checkpoint={ckpt}", "eval_data=cars_test", f"data_root={photos}", "eval_data.expect.img_resolution=64",
+        "limit=2", "batch_size=2", "latency.enabled=false", "progress=false", "report.grid_images=2",
+        "net@metrics.moco_sim.module=random_moco", "metrics.lpips=null", "eval_data.num_workers=0",
+        f"out_dir={out}"]))
+    import json
+
+    assert len(result["metrics"]["per_iteration"]) == 2
+    protocol = json.loads((out / "metrics.json").read_text())["protocol"]
+    assert protocol["size"] == [192, 256] and "192x256" in protocol["resize"]
+    with open(out / "per_image.csv") as f:
+        rows = [r for r in csv.DictReader(f)]
+    last = [r for r in rows if r["id"] == "00001" and int(r["iteration"]) == 2]
+    assert len(last) == 1 and "moco_sim" in last[0] and "id_sim" not in last[0]
+    photo = from_pil(read_rgb(photos / "00001.png"))[None]
+    with torch.no_grad():
+        x = resize_images(photo, (48, 64), "bilinear_antialias")
+        pred = quantize(resize_images(inv.invert(x).images, (192, 256), "bilinear_antialias"))
+    target = quantize(resize_images(photo, (192, 256), "bilinear_antialias"))
+    assert abs(float(last[0]["l2"]) - float((pred - target).square().mean())) < 1e-5

@@ -84,13 +84,19 @@ def summarize(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> lis
     return [{"iteration": t, **row} for t, row in enumerate(rows, start=1)]
 
 
+def _hw_text(size: int | tuple[int, int]) -> str:
+    """``256x256`` for one side, ``192x256`` (height x width) for a pair."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return f"{h}x{w}"
+
+
 def protocol_record(settings: EvalSettings, inverter: Inverter) -> dict[str, Any]:
     """metrics.json's ``protocol``: everything that makes two runs' numbers comparable."""
     p, refine = settings.protocol, settings.refine
     return {
-        "size": p.size,
+        "size": list(p.size) if isinstance(p.size, tuple) else p.size,
         "resize_mode": p.resize_mode,
-        "resize": f"targets and reconstructions resized to {p.size}x{p.size} with '{p.resize_mode}' "
+        "resize": f"targets and reconstructions resized to {_hw_text(p.size)} with '{p.resize_mode}' "
                   "(inversion.inverter.resize_images)",
         "quantize_uint8": p.quantize,
         "clamp": [-1.0, 1.0],
@@ -108,7 +114,7 @@ def protocol_record(settings: EvalSettings, inverter: Inverter) -> dict[str, Any
             else dict(refine.config),
             "seeds": list(refine.seeds),
             "scored_steps": list(refine.steps),
-            "target": f"the protocol target ({p.size} px, as scored); reconstructions of every scored step "
+            "target": f"the protocol target ({_hw_text(p.size)} px, as scored); reconstructions of every scored step "
                       "go through the same protocol",
         },
     }

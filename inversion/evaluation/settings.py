@@ -10,13 +10,13 @@ Every problem is a ``ValueError`` naming the config key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import to_plain
 from ..imageio import RESIZE_MODES
@@ -87,13 +87,20 @@ def _choice(value: str | None, choices: Any, name: str) -> None:
 class Protocol:
     """``protocol.*``: how targets and reconstructions are compared (recorded in metrics.json)."""
 
-    size: int
+    size: int | tuple[int, int]  # one side (square) or [height, width] (cars: the official 192x256)
     resize_mode: str
     quantize: bool
     psnr_cap: float
 
     def __post_init__(self):
-        _at_least(self.size, 1, "protocol.size")
+        size = self.size
+        if isinstance(size, int) and not isinstance(size, bool):
+            _at_least(size, 1, "protocol.size")
+        elif (isinstance(size, tuple | list) and len(size) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+            object.__setattr__(self, "size", tuple(size))
+        else:
+            raise ValueError(f"protocol.size={size!r}: expected one side or [height, width] (positive integers)")
         _choice(self.resize_mode, RESIZE_MODES, "protocol.resize_mode")
         if not self.psnr_cap > 0:
             raise ValueError(f"protocol.psnr_cap must be > 0, got {self.psnr_cap}")
@@ -276,9 +283,13 @@ class EvalSettings:
             raise ValueError("checkpoint=PATH is required: an official pSp / e4e / ReStyle .pt file or one of our "
                              "exports")
         _at_least(_get(cfg, "batch_size", "", int), 1, "batch_size")  # before latency.batch_size=${batch_size}
-        sections = {"protocol": Protocol, "latency": Latency, "report": ReportSettings}
+        sections = {"latency": Latency, "report": ReportSettings}
+        protocol = cfg.get("protocol")
+        size = protocol.get("size") if isinstance(protocol, Mapping | DictConfig) else None
+        size = list(size) if isinstance(size, Sequence | ListConfig) and not isinstance(size, str) else size
         return _read(
             cls, cfg, "", strict=False, out_dir=Path(_get(cfg, "out_dir", "", str)), metrics=cfg.get("metrics") or {},
             data=EvalData.from_config(cfg), refine=RefineEval.from_config(cfg),
             fast=_read(FastPath, cfg.get("fast") or {}, "fast"),
+            protocol=_read(Protocol, protocol, "protocol", size=size),
             **{key: _read(kind, cfg.get(key), key) for key, kind in sections.items()})
