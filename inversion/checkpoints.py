@@ -138,7 +138,7 @@ def inverter_from_official(ckpt: dict, path: str | os.PathLike) -> Inverter:
                               num_iters=int(opts.get("n_iters_per_batch", 5)) if residual else 1)
 
 
-def _official_geometry(opts: dict, resolution: int) -> dict[str, Any]:
+def official_geometry(opts: dict, resolution: int) -> dict[str, Any]:
     """The encoder input size and content box of an official file: 256 px, the whole frame, except e4e / ReStyle's
     ``cars_encode`` (192x256 inputs; the cars generator's 512x384 picture sits in rows 1/8 .. 7/8 of its frame,
     ``y_hat[:, :, 32:224, :]`` of the 256 px face_pool, ``[64:448]`` of a 512 px render)."""
@@ -157,7 +157,7 @@ def _official_inverter(ckpt: dict, source: str, G: torch.nn.Module, state: dict,
     if residual and in_channels != 6:
         raise CheckpointError(f"{source}: ReStyle encoder {enc_type} with input_nc={in_channels}, expected 6")
     input_spec = InputSpec() if residual else InputSpec.from_official_opts(opts, source)
-    geometry = _official_geometry(opts, G.img_resolution)
+    geometry = official_geometry(opts, G.img_resolution)
     encoder, encoder_config = _official_encoder(state, enc_type, in_channels, G.num_ws, G.w_dim, source,
                                                 geometry["encoder_size"])
     latent_avg = ckpt.get("latent_avg")

@@ -45,8 +45,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import INVERTER_FORMAT, OFFICIAL_ENCODERS, inverter_from_official, load_inverter
+from .checkpoints import (
+    INVERTER_FORMAT,
+    OFFICIAL_ENCODERS,
+    inverter_from_official,
+    load_inverter,
+    official_geometry,
+)
 from .encoders import ProgressiveStageMixin
+from .encoders.psp import input_hw
 from .imageio import atomic_save
 from .inverter import Inverter
 from .models.loading import sniff_format, torch_load
@@ -259,10 +266,15 @@ def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
         differences.append(f"inputs {inverter.input_spec}: {family.name} reads them as {read_as}")
     if getattr(enc, "in_channels", input_nc) != input_nc:
         problems.append(f"encoder has {enc.in_channels} input channels ({family.name}: input_nc={input_nc})")
-    if getattr(enc, "input_size", 256) != 256 or inverter.encoder_size != 256:
-        problems.append(f"encoder input size {inverter.encoder_size} (the official encoders and face_pool: 256)")
-    if inverter.content_box is not None:
-        problems.append(f"content_box {list(inverter.content_box)}: exporting the cars geometry is not supported yet")
+    if input_hw(getattr(enc, "input_size", inverter.encoder_size)) != inverter.encoder_hw:
+        problems.append(f"encoder input size {enc.input_size} differs from the inverter's {inverter.encoder_size}")
+    geometry = _geometry(inverter)
+    cars = official_geometry({"dataset_type": "cars_encode"}, G.img_resolution)
+    if geometry == cars and family.name == "pSp":
+        problems.append("the cars geometry (192x256 inputs, content box): pSp has no cars_encode")
+    elif geometry not in (official_geometry({}, G.img_resolution), cars):
+        problems.append(f"encoder input size {inverter.encoder_size}, content box {geometry.get('content_box')} "
+                        f"(the official encoders and face_pool: 256; e4e / ReStyle cars_encode: {cars})")
     with torch.device("meta"):
         ref_enc = type(enc)(num_ws=G.num_ws, w_dim=512, in_channels=input_nc, input_size=256)
     problems += _diff(enc, ref_enc, f"encoder ({type(enc).__name__})")
@@ -273,6 +285,12 @@ def official_compatibility(inverter: Inverter) -> tuple[list[str], list[str]]:
 
 
 # --------------------------------------------------------------------------------------------------- export
+def _geometry(inverter: Inverter) -> dict[str, Any]:
+    """The inverter's input size and content box in :func:`~inversion.checkpoints.official_geometry`'s form."""
+    box = None if inverter.content_box is None else list(inverter.content_box)
+    return {"encoder_size": inverter.encoder_size, **({} if box is None else {"content_box": box})}
+
+
 def _cpu(t: torch.Tensor) -> torch.Tensor:
     t = t.detach().to("cpu")
     return (t.float() if t.is_floating_point() else t).contiguous().clone()
@@ -360,6 +378,13 @@ def export_official(
                          f"{list(family.datasets)} (its inference scripts look it up)")
     if inverter.residual != OFFICIAL_ENCODERS[enc_type][1]:
         raise ValueError(f"{path.name}: {_mode_problem(enc_type)}")
+    want = official_geometry({"dataset_type": dataset_type}, inverter.generator.img_resolution)
+    have = _geometry(inverter)
+    if have != want and have in (official_geometry({}, inverter.generator.img_resolution),
+                                 official_geometry({"dataset_type": "cars_encode"},
+                                                   inverter.generator.img_resolution)):
+        raise ValueError(f"{path.name}: dataset_type {dataset_type!r} reads {want} in the official code, but this "
+                         f"inverter has {have} (cars models: --dataset-type cars_encode)")
     problems, differences = official_compatibility(inverter)
     if problems and not allow_nonstandard:
         raise ValueError(

@@ -218,3 +218,25 @@ def test_cars_evaluation_compares_192x256_pictures_with_moco(tmp_path):
         pred = quantize(resize_images(inv.invert(x).images, (192, 256), "bilinear_antialias"))
     target = quantize(resize_images(photo, (192, 256), "bilinear_antialias"))
     assert abs(float(last[0]["l2"]) - float((pred - target).square().mean())) < 1e-5
+
+
+def test_a_cars_model_exports_to_the_official_layout_as_cars_encode(tmp_path):
+    """export --to official of a cars ReStyle model writes dataset_type cars_encode (the official code's 192x256
+    inputs and [64:448] crop, read back identically); another dataset_type is refused by name."""
+    from inversion.export import export_official
+
+    G = tiny_generator(64)
+    torch.manual_seed(0)
+    enc = ResNetBackboneEncoder(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=6, input_size=[192, 256], **TINY).eval()
+    inv = Inverter(encoder=enc, generator=G, num_iters=2, residual=True, encoder_size=[192, 256],
+                   content_box=[8, 56, 0, 64])
+    path = export_official(inv, tmp_path / "cars.pt", dataset_type="cars_encode", allow_nonstandard=True)  # tiny
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["opts"]["dataset_type"] == "cars_encode"
+    back = load_inverter(path)
+    assert back.encoder_hw == (192, 256) and back.content_box == (8, 56, 0, 64)
+    x = _images(2, 192, 256)
+    with torch.no_grad():
+        assert torch.allclose(back.invert(x).images, inv.invert(x).images, atol=1e-5)
+    with pytest.raises(ValueError, match="cars_encode"):
+        export_official(inv, tmp_path / "ffhq.pt", dataset_type="ffhq_encode", allow_nonstandard=True)
