@@ -47,3 +47,14 @@ def test_paper_experiments_are_deltas_with_the_papers_settings():
     assert (e4e.adv_weight, e4e.d_lr, e4e.r1_gamma, e4e.d_reg_every) == (0.1, 2e-5, 10.0, 16)
     assert e4e.delta_reg_weight == 2e-4
     assert (e4e.progressive_start, e4e.progressive_step_every) == (20000, 2000)
+
+
+@pytest.mark.parametrize("experiment,val,save", [
+    ("psp_ffhq", 2500, 5000),  # pSp README --val_interval=2500 --save_interval=5000
+    ("e4e_ffhq", 1000, 5000),  # e4e's option default (no README FFHQ command); save_interval None: ours keeps 5000
+    ("restyle_psp_ffhq", 5000, 10000),  # ReStyle README --val_interval=5000 --save_interval=10000
+    ("restyle_e4e_ffhq", 1000, 5000),  # ReStyle-e4e README passes neither: the defaults
+])
+def test_paper_experiments_validate_and_save_at_the_official_intervals(experiment, val, save):
+    cfg = compose("train", [f"experiment={experiment}"])
+    assert (cfg.trainer.val_check_interval, cfg.callbacks.checkpoint.every_n_train_steps) == (val, save)
