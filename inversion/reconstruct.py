@@ -95,6 +95,10 @@ def reconstruct(
     progress: bool | None = None,  # refiner's progress bar ("refine (<seed>)"); None: the refiner's own setting
 ) -> Reconstruction:
     """Invert ``x`` (no gradients), then refine the result from every seed when a refiner is given."""
+    if refiner is not None and getattr(inverter, "content_box", None) is not None:
+        raise ValueError(f"refinement renders the generator's whole frame, but this inverter's pictures are its "
+                         f"content box {list(inverter.content_box)} (cars): refining a letterboxed generator is not "
+                         "supported yet; use the encoder's result (refine=none)")
     device = inverter.latent_avg.device
     dtype = next(inverter.encoder.parameters()).dtype
     sync = device_sync(device)

@@ -240,3 +240,18 @@ def test_a_cars_model_exports_to_the_official_layout_as_cars_encode(tmp_path):
         assert torch.allclose(back.invert(x).images, inv.invert(x).images, atol=1e-5)
     with pytest.raises(ValueError, match="cars_encode"):
         export_official(inv, tmp_path / "ffhq.pt", dataset_type="ffhq_encode", allow_nonstandard=True)
+
+
+def test_refinement_of_a_letterboxed_generator_is_refused_by_name():
+    """Refiners render whole frames; with a content box (cars) that would fit the letterbox: a clear error."""
+    from inversion.losses import MSELoss
+    from inversion.reconstruct import reconstruct
+    from inversion.refine import Refiner
+
+    G = tiny_generator(64)
+    enc = ResNetBackboneEncoder(num_ws=G.num_ws, w_dim=G.w_dim, in_channels=6, input_size=[48, 64], **TINY).eval()
+    inv = Inverter(encoder=enc, generator=G, num_iters=1, residual=True, encoder_size=[48, 64],
+                   content_box=[8, 56, 0, 64])
+    refiner = Refiner(losses={"mse": (1.0, MSELoss())}, num_steps=1)
+    with pytest.raises(ValueError, match="content box"):
+        reconstruct(inv, _images(1, 48, 64), target=_images(1, 48, 64), refiner=refiner)

@@ -104,6 +104,9 @@ class InversionModule(pl.LightningModule):
         self.strict_loading = False  # frozen parts are not in checkpoints
         self.nonfinite_steps = 0
         self.collab = collaborative if collaborative is not None and collaborative.weight > 0 else None
+        if self.collab is not None and getattr(inverter, "content_box", None) is not None:
+            raise ValueError("collaborative training refines whole generator frames; a letterboxed generator "
+                             "(encoder.content_box, cars) is not supported yet")
         # registered as a submodule, so the refiner's (frozen, always eval) loss networks move with this module
         self.collab_refiner = None if self.collab is None else self.collab.refiner
         self.collab_loss = LatentL2Loss()
