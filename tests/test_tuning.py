@@ -137,5 +137,7 @@ def test_one_image_is_plain_adam_on_a_copy_of_the_synthesis_parameters(arch):
         opt.step()
     base = dict(G.named_parameters())
     for n in names:
+        # float32 rounding of vmap'd vs plain convolutions, amplified by Adam where a gradient is ~0: measured up to
+        # 1.6e-6 (StyleGAN3, 2 threads) on deltas up to 4e-2; a procedural difference is ~1e-3 or more
         torch.testing.assert_close(ours.delta(n)[0].reshape(base[n].shape), (params[n] - base[n]).detach(),
-                                   rtol=1e-4, atol=1e-6, msg=n)
+                                   rtol=1e-4, atol=1e-5, msg=n)
