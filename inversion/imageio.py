@@ -41,15 +41,21 @@ RESIZE_MODES = ("adaptive_avg", "area", "bilinear_antialias", "bilinear", "bicub
 
 
 # ----------------------------------------------------------------------------- tensors
+def as_hw(size: int | Sequence[int], what: str = "size") -> tuple[int, int]:
+    """``(height, width)`` of a size given as one side (square) or ``[height, width]``; ValueError naming ``what``."""
+    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(v) for v in size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"{what} must be one side or (height, width), positive, got {size!r}")
+    return hw
+
+
 def resize_images(
     x: torch.Tensor,  # [N, C, H, W]
     size: int | Sequence[int],  # Output size: one side (square) or (height, width).
     mode: str = "adaptive_avg",  # One of RESIZE_MODES; 'adaptive_avg' is pSp's face_pool.
 ) -> torch.Tensor:
     """Resize images with an explicit, named method (the "influence of interpolating" is a parameter)."""
-    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(v) for v in size)
-    if len(hw) != 2:
-        raise ValueError(f"size must be one side or (height, width), got {size!r}")
+    hw = as_hw(size)
     if tuple(x.shape[-2:]) == hw:
         return x
     if mode == "adaptive_avg":

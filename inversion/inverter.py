@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .imageio import RESIZE_MODES, resize_images
+from .imageio import RESIZE_MODES, as_hw, resize_images
 from .models.state import normalize_latent_avg
 from .models.stylegan2 import Generator
 from .tasks import RGB, InputSpec
@@ -44,13 +44,6 @@ class InversionResult:
     @property
     def images(self) -> torch.Tensor:
         return self.steps[-1].images
-
-
-def _hw(size: int | Sequence[int], what: str) -> tuple[int, int]:
-    hw = (int(size), int(size)) if isinstance(size, int) else tuple(int(v) for v in size)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"{what} must be one side or [height, width], got {size!r}")
-    return hw
 
 
 def _box(box: Sequence[int], resolution: int) -> tuple[int, int, int, int]:
@@ -94,7 +87,7 @@ class Inverter(nn.Module):
         self.residual = residual
         self.start_from_latent_avg = start_from_latent_avg
         self.encoder_size = encoder_size if isinstance(encoder_size, int) else [int(v) for v in encoder_size]
-        self.encoder_hw = _hw(encoder_size, "encoder_size")
+        self.encoder_hw = as_hw(encoder_size, "encoder_size")
         self.content_box = None if content_box is None else _box(content_box, generator.img_resolution)
         self.resize_mode = resize_mode
         self.detach_steps = detach_steps

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .imageio import resize_images
+from .imageio import as_hw, resize_images
 from .models.state import CheckpointError
 
 __all__ = ["INPUT_MODES", "InputSpec", "RGB", "label_palette"]
@@ -113,7 +113,7 @@ class InputSpec:
             x = x[:, 0]
         if x.ndim != 3:
             raise ValueError(f"a label map must be integer [N, H, W] or [N, 1, H, W], got {tuple(x.shape)}")
-        hw = None if size is None else (size, size) if isinstance(size, int) else tuple(size)
+        hw = None if size is None else as_hw(size)
         if hw is not None and tuple(x.shape[-2:]) != hw:
             x = F.interpolate(x[:, None].float(), size=hw, mode="nearest")[:, 0].round()
         x = x.long()

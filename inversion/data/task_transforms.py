@@ -33,6 +33,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import get_worker_info
 
+from ..imageio import as_hw
+
 __all__ = ["BicubicDownSample", "BilinearResize", "PairedHorizontalFlip", "ToGrayTensor", "ToOneHot",
            "keys_cubic", "parse_factors"]
 
@@ -41,12 +43,7 @@ _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampli
 
 def _size2(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``size`` (an int or ``[h, w]``) as ``(h, w)``; None stays None."""
-    if size is None:
-        return None
-    if isinstance(size, int):
-        return (size, size)
-    h, w = (int(s) for s in size)
-    return (h, w)
+    return None if size is None else as_hw(size)
 
 
 class _Seeded:

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..data import ids_sha256
-from ..imageio import atomic_write_text
+from ..imageio import as_hw, atomic_write_text
 from ..inverter import Inverter
 from .data import dataset_kind
 from .metrics import HIGHER_IS_BETTER, MetricSuite, package_version, summarize_curves
@@ -86,7 +86,7 @@ def summarize(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> lis
 
 def _hw_text(size: int | tuple[int, int]) -> str:
     """``256x256`` for one side, ``192x256`` (height x width) for a pair."""
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = as_hw(size)
     return f"{h}x{w}"
 
 
